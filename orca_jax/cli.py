@@ -1,0 +1,43 @@
+"""`orca-jax <command>`: thin dispatch to orca_jax.commands.<name>; no logic here.
+
+Each command module defines `add_arguments(parser)` and `run(args) -> int | None`.
+Modules are imported only when their command runs, so `--help` stays fast.
+"""
+
+import argparse
+import importlib
+import sys
+
+from orca_jax.errors import UserError
+
+# command name -> (module under orca_jax.commands, one-line help)
+COMMANDS = {
+}
+
+
+def _build_parser(command: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orca-jax", description="Orca-style explanation tuning in JAX.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:  # only import the module that will run
+            importlib.import_module(f"orca_jax.commands.{module_name}").add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = _build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(f"orca_jax.commands.{COMMANDS[args.command][0]}")
+    try:
+        return int(module.run(args) or 0)
+    except UserError as e:
+        print(f"orca-jax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

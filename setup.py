@@ -1,0 +1,44 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="orca-jax",
+    version="0.1.0",
+    description="Orca-style explanation tuning of small decoders in JAX",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["orca_jax", "orca_jax.*", "tasks", "tasks.*"]),
+    include_package_data=True,
+    install_requires=[
+        "jax>=0.6",
+        "flax>=0.10",
+        "optax",
+        "orbax-checkpoint",
+        "gin-config",
+        "tokenizers",
+        "safetensors",
+        "gguf",
+        "numpy",
+        "jinja2",
+        "pyarrow",
+        "tqdm",
+        "tensorboardX",
+        "matplotlib",
+    ],
+    extras_require={
+        # Data preparation through seqio Tasks (pulls TensorFlow); training reads the
+        # prepared cache without it.
+        "seqio": ["seqio"],
+        "dev": [
+            "seqio",
+            # Reference implementations for parity tests only; torch pinned to the
+            # CPU build (an unpinned torch pulls a multi-GB CUDA build).
+            "torch==2.13.0",
+            "transformers",
+            "accelerate",
+            "pytest",
+            "hypothesis",
+        ],
+    },
+    entry_points={"console_scripts": ["orca-jax=orca_jax.cli:main"]},
+)
