@@ -22,6 +22,8 @@ setup(
         "jinja2",
         "pyarrow",
         "tqdm",
+        # Teacher client and `orca-jax serve` (async HTTP both ways).
+        "aiohttp",
         "tensorboardX",
         "matplotlib",
     ],
@@ -38,6 +40,8 @@ setup(
             "accelerate",
             "pytest",
             "hypothesis",
+            # The official client, to check that `orca-jax serve` speaks the OpenAI API.
+            "openai",
         ],
     },
     entry_points={"console_scripts": ["orca-jax=orca_jax.cli:main"]},
