@@ -1,0 +1,188 @@
+"""Benchmark readers: official file layouts -> `Example`s.
+
+Layout under `--data_dir` (the official releases, unchanged):
+
+- `bbh/<task>.json`: BIG-Bench Hard, `{"examples": [{"input", "target"}]}`, 27 tasks.
+- `agieval/<task>.jsonl`: AGIEval v1, one object per line with `passage` (or null),
+  `question`, `options` (["(A)...", ...]), `label` (letter; multiple choice) and `answer`
+  (cloze answer; `math`). Read: the English multiple-choice subsets used by Orca and `math`.
+- `gsm8k/test.jsonl`: `question`, `answer` ending in `#### N`.
+- `mc/<task>.jsonl`: generic multiple choice, for MMLU, ARC and the like. One object per
+  line::
+
+      {"id": "q1", "question": "Which gas ...?", "choices": ["O2", "CO2", "N2"],
+       "answer": "B", "passage": "optional context"}
+
+  `choices` has 2 to 26 entries, `answer` is the correct letter or its 0-based index,
+  `id` and `passage` are optional. It is scored with AGIEval's multiple-choice rule over
+  the letters the question offers.
+
+A benchmark spec is `name` (all its default tasks) or `name:task`, e.g. `bbh:navigate`.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+
+from orca_jax.errors import UserError
+from orca_jax.evaluation.extraction import extract_gsm8k_strict
+
+BBH_TASKS = (
+    "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa",
+    "dyck_languages", "formal_fallacies", "geometric_shapes", "hyperbaton",
+    "logical_deduction_five_objects", "logical_deduction_seven_objects",
+    "logical_deduction_three_objects", "movie_recommendation", "multistep_arithmetic_two",
+    "navigate", "object_counting", "penguins_in_a_table", "reasoning_about_colored_objects",
+    "ruin_names", "salient_translation_error_detection", "snarks", "sports_understanding",
+    "temporal_sequences", "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
+    "web_of_lies", "word_sorting",
+)
+# The English multiple-choice subsets Orca averages as "AGIEval".
+AGIEVAL_ENGLISH_MC = (
+    "aqua-rat", "logiqa-en", "lsat-ar", "lsat-lr", "lsat-rc", "sat-math", "sat-en",
+    "sat-en-without-passage",
+)
+AGIEVAL_TASKS = AGIEVAL_ENGLISH_MC + ("math",)
+BENCHMARKS = ("bbh", "agieval", "gsm8k", "mc")
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@dataclass(frozen=True)
+class Example:
+    benchmark: str
+    task: str
+    id: str
+    question: str  # what the model is asked, passage included
+    target: str
+    options: tuple[str, ...] = ()  # multiple choice, each labelled "(A)..."
+
+
+def _read_jsonl(path: str) -> list[tuple[int, dict]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{line_no}: expected a JSON object")
+            rows.append((line_no, row))
+    return rows
+
+
+def _field(path: str, line_no: int, row: dict, name: str, kind: type | tuple[type, ...]):
+    value = row.get(name)
+    if not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        got = "missing" if name not in row else type(value).__name__
+        raise UserError(f"{path}:{line_no}: field '{name}': expected {expected}, got {got}")
+    return value
+
+
+def read_bbh(data_dir: str, task: str) -> list[Example]:
+    path = os.path.join(data_dir, "bbh", f"{task}.json")
+    with open(path, encoding="utf-8") as f:
+        try:
+            examples = json.load(f)["examples"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{path}: expected a JSON object with an 'examples' list") from None
+    return [
+        Example("bbh", task, f"{task}/{i}", _field(path, i + 1, ex, "input", str), _field(path, i + 1, ex, "target", str))
+        for i, ex in enumerate(examples)
+    ]
+
+
+def read_agieval(data_dir: str, task: str) -> list[Example]:
+    path = os.path.join(data_dir, "agieval", f"{task}.jsonl")
+    examples = []
+    for line_no, row in _read_jsonl(path):
+        passage = row.get("passage") or ""
+        question = (passage + "\n" if passage else "") + _field(path, line_no, row, "question", str)
+        if task == "math":
+            examples.append(Example("agieval", task, f"{task}/{line_no - 1}", question, _field(path, line_no, row, "answer", str)))
+        else:
+            options = tuple(_field(path, line_no, row, "options", list))
+            label = _field(path, line_no, row, "label", str)
+            examples.append(Example("agieval", task, f"{task}/{line_no - 1}", question, label, options))
+    return examples
+
+
+def read_gsm8k(data_dir: str, task: str) -> list[Example]:
+    path = os.path.join(data_dir, "gsm8k", f"{task}.jsonl")
+    examples = []
+    for line_no, row in _read_jsonl(path):
+        target, ok = extract_gsm8k_strict(_field(path, line_no, row, "answer", str))
+        if not ok:
+            raise UserError(f"{path}:{line_no}: field 'answer': expected a final '#### N' line")
+        examples.append(Example("gsm8k", task, f"{task}/{line_no - 1}", _field(path, line_no, row, "question", str), target))
+    return examples
+
+
+def read_mc(data_dir: str, task: str) -> list[Example]:
+    path = os.path.join(data_dir, "mc", f"{task}.jsonl")
+    examples = []
+    for line_no, row in _read_jsonl(path):
+        choices = _field(path, line_no, row, "choices", list)
+        if not 2 <= len(choices) <= len(LETTERS) or not all(isinstance(c, str) for c in choices):
+            raise UserError(f"{path}:{line_no}: field 'choices': expected a list of 2 to 26 strings")
+        answer = _field(path, line_no, row, "answer", (str, int))
+        letters = LETTERS[: len(choices)]
+        if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(choices):
+            answer = letters[answer]
+        if not isinstance(answer, str) or answer not in letters:
+            raise UserError(f"{path}:{line_no}: field 'answer': expected one of {letters} or an index below {len(choices)}, got {row['answer']!r}")
+        passage = row.get("passage") or ""
+        question = (passage + "\n" if passage else "") + _field(path, line_no, row, "question", str)
+        options = tuple(f"({letter}){choice}" for letter, choice in zip(letters, choices))
+        examples.append(Example("mc", task, str(row.get("id", f"{task}/{line_no - 1}")), question, answer, options))
+    return examples
+
+
+_READERS = {"bbh": read_bbh, "agieval": read_agieval, "gsm8k": read_gsm8k, "mc": read_mc}
+
+
+def available_tasks(data_dir: str, benchmark: str) -> tuple[str, ...]:
+    if benchmark == "bbh":
+        return BBH_TASKS
+    if benchmark == "agieval":
+        return AGIEVAL_TASKS
+    if benchmark == "gsm8k":
+        return ("test",)
+    folder = os.path.join(data_dir, "mc")
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder}: no such directory (generic multiple-choice tasks are mc/<task>.jsonl)")
+    return tuple(sorted(f[: -len(".jsonl")] for f in os.listdir(folder) if f.endswith(".jsonl")))
+
+
+def parse_specs(data_dir: str, specs: str | list[str]) -> list[tuple[str, str]]:
+    """'bbh,agieval:lsat-ar' -> [(benchmark, task), ...], validated against the data dir."""
+    if not os.path.isdir(data_dir):
+        raise UserError(f"--data_dir {data_dir}: no such directory")
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    pairs = []
+    for spec in specs:
+        benchmark, _, task = spec.strip().partition(":")
+        if benchmark not in _READERS:
+            raise UserError(f"unknown benchmark '{benchmark}' (known: {', '.join(BENCHMARKS)})")
+        tasks = available_tasks(data_dir, benchmark)
+        if task and task not in tasks:
+            raise UserError(f"unknown {benchmark} task '{task}' (known: {', '.join(tasks)})")
+        pairs += [(benchmark, t) for t in ([task] if task else tasks) if (benchmark, t) not in pairs]
+    return pairs
+
+
+def load_examples(data_dir: str, specs: str | list[str], limit: int | None = None) -> list[Example]:
+    """All examples of the given specs; `limit` keeps the first N of each task."""
+    examples = []
+    for benchmark, task in parse_specs(data_dir, specs):
+        try:
+            task_examples = _READERS[benchmark](data_dir, task)
+        except FileNotFoundError as e:
+            raise UserError(f"{e.filename}: missing ({benchmark} task '{task}' in --data_dir {data_dir})") from None
+        examples += task_examples[:limit] if limit is not None else task_examples
+    return examples

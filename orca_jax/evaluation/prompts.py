@@ -1,0 +1,51 @@
+"""Zero-shot prompts for evaluation: benchmark question -> chat messages.
+
+As in the Orca papers: no exemplars, any system message (empty by default; Orca 2 used
+its cautious message), the model's own chat template. Two variants:
+
+- `zero_shot`: the question plus the answer format the benchmark's extraction rule
+  reads (AGIEval keeps its official zero-shot context, which ends "the answer is").
+- `step_by_step`: the same with "Let's think step by step." (Kojima et al.), and for
+  AGIEval its zero-shot-CoT context with AGIEval's second-stage answer sentence asked for
+  at the end, so one pass replaces AGIEval's two.
+
+Generation is never stopped on a text sequence (lm-eval's "\\n\\n" stop would cut an
+explanation short): only the model's end-of-turn token ends an answer.
+"""
+
+from orca_jax.evaluation.benchmarks import Example
+
+VARIANTS = ("zero_shot", "step_by_step")
+STEP_BY_STEP = "Let's think step by step."
+
+
+def _choice_block(example: Example) -> str:
+    return "Q: " + example.question + " Answer Choices: " + " ".join(example.options)
+
+
+def user_message(example: Example, variant: str = "zero_shot") -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown prompt variant {variant!r} (known: {', '.join(VARIANTS)})")
+    cot = variant == "step_by_step"
+    if example.options:  # AGIEval multiple choice and generic mc
+        last = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[len(example.options) - 1]
+        if not cot:
+            return _choice_block(example) + f"\nA: Among A through {last}, the answer is"
+        return (_choice_block(example) + f"\n{STEP_BY_STEP} End your response with "
+                f"\"Therefore, among A through {last}, the answer is (X).\"")
+    if example.benchmark == "agieval":  # math (cloze)
+        if not cot:
+            return "Q: " + example.question + "\nA: The answer is"
+        return "Q: " + example.question + f"\nA: {STEP_BY_STEP} Put the final answer in \\boxed{{}}."
+    if example.benchmark == "gsm8k":
+        hint = 'End your response with the final answer on its own line as "#### <number>".'
+    else:  # bbh
+        hint = 'End your response with "So the answer is <answer>."'
+    return example.question + "\n\n" + (STEP_BY_STEP + " " if cot else "") + hint
+
+
+def chat_messages(example: Example, system: str | None = "", variant: str = "zero_shot") -> list[dict]:
+    """`system=None` leaves the system turn out (the template's default applies);
+    a string, even empty, is sent as the system message (Orca 1's message 1 is empty)."""
+    messages = [] if system is None else [{"role": "system", "content": system}]
+    return messages + [{"role": "user", "content": user_message(example, variant)}]

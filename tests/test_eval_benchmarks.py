@@ -1,0 +1,125 @@
+"""Benchmark readers on the official files, the generic MC format, prompts, and bad input."""
+
+import json
+import os
+
+import pytest
+
+from orca_jax.errors import UserError
+from orca_jax.evaluation.benchmarks import AGIEVAL_ENGLISH_MC, BBH_TASKS, load_examples
+from orca_jax.evaluation.prompts import chat_messages, user_message
+from orca_jax.evaluation.scoring import read_predictions
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+needs_data = pytest.mark.skipif(not os.path.isdir(DATA), reason="../shared/data is absent")
+
+
+def _counts(examples):
+    counts = {}
+    for e in examples:
+        counts[e.task] = counts.get(e.task, 0) + 1
+    return counts
+
+
+@needs_data
+def test_bbh_counts():
+    counts = _counts(load_examples(DATA, "bbh"))
+    assert set(counts) == set(BBH_TASKS) and len(BBH_TASKS) == 27
+    # Published sizes: 250 per task except these three.
+    assert {t: n for t, n in counts.items() if n != 250} == {"causal_judgement": 187, "penguins_in_a_table": 146, "snarks": 178}
+    assert sum(counts.values()) == 6511
+
+
+@needs_data
+def test_agieval_counts_and_labels():
+    examples = load_examples(DATA, "agieval")
+    assert _counts(examples) == {
+        "aqua-rat": 254, "logiqa-en": 651, "lsat-ar": 230, "lsat-lr": 510, "lsat-rc": 269,
+        "sat-math": 220, "sat-en": 206, "sat-en-without-passage": 206, "math": 1000}
+    for e in examples:
+        if e.task in AGIEVAL_ENGLISH_MC:
+            assert e.target in "ABCDEFG"[: len(e.options)], e.id
+    with_passage = next(e for e in examples if e.task == "sat-en")
+    without = next(e for e in examples if e.task == "sat-en-without-passage")
+    assert with_passage.question.endswith(without.question) and len(with_passage.question) > len(without.question)
+
+
+@needs_data
+def test_gsm8k_targets_are_the_final_numbers():
+    examples = load_examples(DATA, "gsm8k")
+    assert len(examples) == 1319
+    assert examples[0].target == "18"  # Janet's ducks: 16 - 3 - 4 = 9 eggs at $2
+    assert all(e.target.lstrip("-").replace(".", "").isdigit() for e in examples)
+
+
+@needs_data
+def test_task_selection_and_limit():
+    examples = load_examples(DATA, "bbh:navigate,agieval:lsat-ar,bbh:navigate", limit=3)
+    assert [(e.benchmark, e.task) for e in examples] == [("bbh", "navigate")] * 3 + [("agieval", "lsat-ar")] * 3
+
+
+def _write(path, lines):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def test_generic_mc_format(tmp_path):
+    _write(str(tmp_path / "mc" / "arc.jsonl"), [
+        json.dumps({"id": "q1", "question": "Which is a gas?", "choices": ["ice", "steam", "rock"], "answer": 1}),
+        json.dumps({"question": "2+2?", "choices": ["3", "4"], "answer": "B", "passage": "Arithmetic."}),
+    ])
+    a, b = load_examples(str(tmp_path), "mc")
+    assert (a.id, a.target, a.options) == ("q1", "B", ("(A)ice", "(B)steam", "(C)rock"))
+    assert (b.id, b.question) == ("arc/1", "Arithmetic.\n2+2?")
+    assert user_message(a).endswith("Answer Choices: (A)ice (B)steam (C)rock\nA: Among A through C, the answer is")
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"question": "q", "choices": ["a", "b"]}', "arc.jsonl:2: field 'answer': expected str or int, got missing"),
+    ('{"question": "q", "choices": ["a", "b"], "answer": "C"}', "arc.jsonl:2: field 'answer': expected one of AB"),
+    ('{"question": "q", "choices": ["a"], "answer": "A"}', "arc.jsonl:2: field 'choices'"),
+    ('{"question": "q", "choices": ["a", "b"], "answer": 0', "arc.jsonl:2: not valid JSON"),
+])
+def test_bad_mc_records_name_file_line_and_field(tmp_path, line, message):
+    _write(str(tmp_path / "mc" / "arc.jsonl"), ['{"question": "q", "choices": ["a", "b"], "answer": 0}', line])
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_examples(str(tmp_path), "mc:arc")
+
+
+def test_bad_specs_and_missing_data(tmp_path):
+    with pytest.raises(UserError, match="no such directory"):
+        load_examples(str(tmp_path / "nope"), "bbh")
+    with pytest.raises(UserError, match="unknown benchmark 'mmlu'"):
+        load_examples(str(tmp_path), "mmlu")
+    with pytest.raises(UserError, match="unknown bbh task 'navigation'"):
+        load_examples(str(tmp_path), "bbh:navigation")
+    with pytest.raises(UserError, match=r"bbh/navigate.json: missing"):
+        load_examples(str(tmp_path), "bbh:navigate")
+
+
+def test_predictions_file_validation(tmp_path):
+    path = tmp_path / "p.jsonl"
+    good = {"benchmark": "bbh", "task": "snarks", "prediction": "x", "target": "(A)"}
+    _write(str(path), [json.dumps(good), json.dumps({k: v for k, v in good.items() if k != "target"})])
+    with pytest.raises(UserError, match=r"p.jsonl:2: field 'target': missing"):
+        read_predictions(str(path))
+    _write(str(path), [json.dumps(dict(good, benchmark="mmlu"))])
+    with pytest.raises(UserError, match=r"p.jsonl:1: field 'benchmark': unknown 'mmlu'"):
+        read_predictions(str(path))
+
+
+def test_prompts_variants_and_system_message():
+    from orca_jax.evaluation.benchmarks import Example
+
+    bbh = Example("bbh", "navigate", "n/0", "Take 1 step. Options:\n- Yes\n- No", "No")
+    zero = user_message(bbh)
+    cot = user_message(bbh, "step_by_step")
+    assert zero.startswith(bbh.question) and "So the answer is" in zero and "step by step" not in zero
+    assert "Let's think step by step." in cot and "So the answer is" in cot
+    assert chat_messages(bbh)[0] == {"role": "system", "content": ""}  # Orca's empty system message
+    assert chat_messages(bbh, system=None)[0]["role"] == "user"
+    gsm = Example("gsm8k", "test", "t/0", "How many?", "3")
+    assert "####" in user_message(gsm)
+    with pytest.raises(ValueError):
+        user_message(bbh, "few_shot")
