@@ -79,14 +79,14 @@ def test_held_out_split_is_harder(name):
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 @pytest.mark.parametrize("error_rate", [0.0, 0.3])
 def test_assistant_error_rate_matches_configuration(name, error_rate):
-    family, teacher, rng, wrong, total = get_family(name), teacher_assistant(error_rate), random.Random(7), 0, 1000
+    family, teacher, rng, wrong, total = get_family(name), teacher_assistant(error_rate), random.Random(7), 0, 4000
     for i in range(total):
         inst = make_instance(family, "train", i, seed=3)
         response = teacher.respond(family, inst, "step-by-step", rng)
         extracted_ok = is_correct(family, inst, _extract(response.text))
         assert extracted_ok == response.correct
         wrong += not extracted_ok
-    # 3.5 binomial standard deviations: about 0.05 at 30%.
+    # 3.5 binomial standard deviations: about 0.025 at 30%.
     assert abs(wrong / total - error_rate) <= 3.5 * math.sqrt(error_rate * (1 - error_rate) / total)
 
 
