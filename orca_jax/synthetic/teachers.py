@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from orca_jax.synthetic.base import Family, Instance, Solution
+from orca_jax.synthetic.base import Family, Instance, Solution, instance_rng
 
 DIRECT, STEP_BY_STEP, EXPLAIN_THEN_ANSWER = "direct", "step-by-step", "explain-then-answer"
 STRATEGIES = (DIRECT, STEP_BY_STEP, EXPLAIN_THEN_ANSWER)
@@ -49,9 +49,12 @@ class ProgrammaticTeacher:
         if not 0.0 <= self.error_rate <= 1.0:
             raise ValueError(f"error_rate must be in [0, 1], got {self.error_rate}")
 
-    def respond(self, family: Family, instance: Instance, strategy: str, rng: random.Random) -> TeacherResponse:
+    def respond(self, family: Family, instance: Instance, strategy: str, seed: int = 0) -> TeacherResponse:
+        """Answers `instance`; whether and where it slips depends only on (seed,
+        teacher, instance, strategy), not on which other instances were answered."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+        rng = instance_rng(seed, self.name, instance.id, strategy)
         solution = family.solve(instance.data)
         if rng.random() < self.error_rate:
             solution = _slipped(family, instance, solution, rng)
