@@ -59,6 +59,10 @@ class DecoderConfig:
         if rope_type not in ROPE_TYPES:
             raise UserError(f"unsupported rope_scaling type {rope_type!r}; supported: {ROPE_TYPES}")
 
+    def __hash__(self):  # hashable despite the rope_scaling dict, so configs can be static jit args
+        fields = dataclasses.astuple(self)
+        return hash(tuple(tuple(sorted(f.items())) if isinstance(f, dict) else f for f in fields))
+
     def replace(self, **kw) -> "DecoderConfig":
         return dataclasses.replace(self, **kw)
 
