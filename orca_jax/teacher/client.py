@@ -62,6 +62,9 @@ class ChatOutcome:
     finished_at: float
     response_model: str | None = None
     error: str | None = None
+    # Local teachers only: per response token, the teacher's top-k token ids and log-probs.
+    topk_ids: list[list[int]] | None = None
+    topk_logprobs: list[list[float]] | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -87,12 +90,16 @@ def normalize_base_url(url: str) -> str:
 
 
 class ChatClient:
-    """Use as `async with ChatClient(...) as client: outcome = await client.complete(...)`."""
+    """Use as `async with ChatClient(...) as client: outcome = await client.complete(...)`.
+
+    `name` (the normalized URL) identifies the teacher in cache keys and traces.
+    """
 
     def __init__(self, base_url: str, *, api_key_env: str | None = "OPENAI_API_KEY", concurrency: int = 8,
                  requests_per_minute: float | None = None, timeout_s: float = 600.0, max_retries: int = 8,
                  backoff_base_s: float = 1.0, backoff_cap_s: float = 60.0, seed: int | None = None):
-        self.base_url = normalize_base_url(base_url)
+        self.base_url = self.name = normalize_base_url(base_url)
+        self.parallelism = concurrency
         self._api_key = os.environ.get(api_key_env) if api_key_env else None
         self._semaphore = asyncio.Semaphore(concurrency)
         self._limiter = RequestRateLimiter(requests_per_minute)
