@@ -1,0 +1,57 @@
+"""Evaluation runs on a tiny random model: batching, output files, re-scoring."""
+
+import csv
+import json
+import os
+
+from eval_tiny_model import tiny_model
+from orca_jax.evaluation.benchmarks import load_examples
+from orca_jax.evaluation.runner import evaluate, predict, rescore
+
+
+def _bbh_dir(tmp_path):
+    tasks = {
+        "navigate": [("Take 1 step. Take 2 steps back. Options:\n- Yes\n- No", "No"),
+                     ("Always face forward. Take 3 steps left, then 3 steps right. Options:\n- Yes\n- No", "Yes"),
+                     ("Take 1 step.", "No")],
+        "word_sorting": [("Sort the following words alphabetically: List: cherry apple", "apple cherry"),
+                         ("Sort the following words alphabetically: List: pear fig banana kiwi plum lime", "banana fig kiwi lime pear plum")],
+    }
+    os.makedirs(tmp_path / "bbh")
+    for task, rows in tasks.items():
+        (tmp_path / "bbh" / f"{task}.json").write_text(json.dumps({"examples": [{"input": i, "target": t} for i, t in rows]}))
+    return str(tmp_path)
+
+
+def test_batched_generation_matches_one_at_a_time(tmp_path):
+    config, params, tokenizer = tiny_model()
+    examples = load_examples(_bbh_dir(tmp_path), "bbh:navigate,bbh:word_sorting")
+    one = predict(config, params, tokenizer, examples, batch_size=1, max_new_tokens=12, progress=False)
+    batched = predict(config, params, tokenizer, examples, batch_size=3, max_new_tokens=12, progress=False)
+    assert [r["prediction"] for r in batched] == [r["prediction"] for r in one]
+    assert [r["id"] for r in batched] == [e.id for e in examples]  # benchmark order, not length order
+    assert all(r["prediction"] for r in one)  # the random model did produce text
+
+
+def test_evaluate_writes_consistent_outputs(tmp_path):
+    config, params, tokenizer = tiny_model()
+    out = tmp_path / "out"
+    summary = evaluate(config, params, tokenizer, _bbh_dir(tmp_path), "bbh:navigate,bbh:word_sorting", out_dir=str(out), limit=2,
+                       system="You are Orca.", batch_size=4, max_new_tokens=8, progress=False)
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [(r["task"], r["id"]) for r in records] == [("navigate", "navigate/0"), ("navigate", "navigate/1"),
+                                                        ("word_sorting", "word_sorting/0"), ("word_sorting", "word_sorting/1")]
+    for r in records:
+        assert set(r) >= {"benchmark", "task", "id", "prompt", "prediction", "extracted", "target", "correct"}
+        assert r["prompt"].startswith("<|im_start|>system\nYou are Orca.<|im_end|>\n<|im_start|>user\n")
+        assert r["prompt"].endswith("<|im_start|>assistant\n")
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert set(summary) == {"bbh"} and set(summary["bbh"]["tasks"]) == {"navigate", "word_sorting"}
+    for task, entry in summary["bbh"]["tasks"].items():
+        rows = [r for r in records if r["task"] == task]
+        assert entry["n"] == 2 and entry["accuracy"] == 100.0 * sum(r["correct"] for r in rows) / 2
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [(r["task"], r["n"]) for r in rows] == [("navigate", "2"), ("word_sorting", "2"), ("average", "4")]
+    assert "| navigate | 2 |" in (out / "summary.md").read_text()
+    # The same file re-scored without a model gives the same summary.
+    assert rescore(str(out / "predictions.jsonl"), str(tmp_path / "rescored")) == summary
