@@ -1,0 +1,125 @@
+"""This project's model folders: HF-style config + tokenizer + orbax parameter checkpoint.
+
+An exported model folder (written by `save_model`, `orca-jax convert --format orbax`, and the
+trainer's exports):
+
+    DIR/model_config.json     DecoderConfig.to_hf_config() (transformers config.json layout)
+    DIR/tokenizer/            Tokenizer.save(): tokenizer.json + tokenizer_config.json
+    DIR/params/               the parameter pytree, orbax StandardCheckpointer (fp32)
+
+A trainer MODEL_DIR, which `load_model_folder` also reads (latest finalized step):
+
+    MODEL_DIR/model_config.json
+    MODEL_DIR/tokenizer/
+    MODEL_DIR/checkpoints/<step>/params     orbax CheckpointManager item "params" (StandardSave)
+    MODEL_DIR/checkpoints/<step>/...        other items (optimizer state, progress) are ignored here
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+
+from orca_jax.data.tokenizer import Tokenizer, load_tokenizer
+from orca_jax.errors import UserError
+from orca_jax.model.config import DecoderConfig
+
+CONFIG_FILE = "model_config.json"
+TOKENIZER_DIR = "tokenizer"
+PARAMS_DIR = "params"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+def save_model(directory, config: DecoderConfig, params, tokenizer: Tokenizer) -> None:
+    """Write an exported model folder (see module docstring); `directory` may exist but not `params/`."""
+    import orbax.checkpoint as ocp
+
+    directory = os.path.abspath(os.fspath(directory))  # orbax needs absolute paths
+    os.makedirs(directory, exist_ok=True)
+    write_model_metadata(directory, config, tokenizer)
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.join(directory, PARAMS_DIR), params)
+    checkpointer.wait_until_finished()
+
+
+def write_model_metadata(directory, config: DecoderConfig, tokenizer: Tokenizer) -> None:
+    """`model_config.json` and `tokenizer/`: what a trainer writes once into MODEL_DIR."""
+    with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
+        json.dump(config.to_hf_config(), f, indent=2)
+    tokenizer.save(os.path.join(directory, TOKENIZER_DIR))
+
+
+def is_model_folder(directory) -> bool:
+    return os.path.isfile(os.path.join(directory, CONFIG_FILE))
+
+
+def load_model_folder(directory) -> tuple[DecoderConfig, dict, Tokenizer, str]:
+    """(config, params, tokenizer, params_path) from an exported folder or a trainer MODEL_DIR."""
+    directory = os.path.abspath(os.fspath(directory))
+    config_path = os.path.join(directory, CONFIG_FILE)
+    if not os.path.isfile(config_path):
+        raise UserError(f"{directory}: no {CONFIG_FILE} (not a model folder of this project)")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = DecoderConfig.from_hf_config(json.load(f))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{config_path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    tokenizer = load_tokenizer(os.path.join(directory, TOKENIZER_DIR))
+    params_path = _params_path(directory)
+    return config, restore_params(params_path, config), tokenizer, params_path
+
+
+def _params_path(directory: str) -> str:
+    exported = os.path.join(directory, PARAMS_DIR)
+    if os.path.isdir(exported):
+        return exported
+    checkpoints = os.path.join(directory, CHECKPOINTS_DIR)
+    if os.path.isdir(checkpoints):
+        import orbax.checkpoint as ocp
+
+        options = ocp.CheckpointManagerOptions(create=False, read_only=True)
+        step = ocp.CheckpointManager(checkpoints, options=options).latest_step()
+        if step is not None:
+            return os.path.join(checkpoints, str(step), PARAMS_DIR)
+        raise UserError(f"{checkpoints}: no finished checkpoint step")
+    raise UserError(f"{directory}: neither {PARAMS_DIR}/ nor {CHECKPOINTS_DIR}/<step>/{PARAMS_DIR}")
+
+
+def restore_params(path: str, config: DecoderConfig) -> dict:
+    """Restore a params checkpoint as fp32 arrays, checked against the shapes `config` implies."""
+    import orbax.checkpoint as ocp
+
+    from orca_jax.model.decoder import init_params
+
+    if not os.path.isdir(path):
+        raise UserError(f"{path}: missing parameter checkpoint")
+    expected = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+    try:
+        metadata = ocp.StandardCheckpointer().metadata(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"{path}: not an orbax checkpoint: {e}") from None
+    found = _tree_shapes(getattr(metadata, "item_metadata", metadata))
+    wanted = {name: tuple(s.shape) for name, s in _flatten(expected).items()}
+    for name, shape in wanted.items():
+        if name not in found:
+            raise UserError(f"{path}: missing parameter {name!r} expected by {CONFIG_FILE}")
+        if tuple(found[name]) != shape:
+            raise UserError(f"{path}: parameter {name!r} has shape {list(found[name])}, "
+                            f"expected {list(shape)} from {CONFIG_FILE}")
+    device = jax.devices()[0]
+    target = jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, np.float32, sharding=jax.sharding.SingleDeviceSharding(device)),
+        expected)
+    return ocp.StandardCheckpointer().restore(path, target)
+
+
+def _flatten(tree) -> dict:
+    return {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _tree_shapes(metadata_tree) -> dict:
+    leaves = jax.tree_util.tree_flatten_with_path(metadata_tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
+    return {jax.tree_util.keystr(k): tuple(v.shape) for k, v in leaves}
