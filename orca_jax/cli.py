@@ -12,6 +12,9 @@ from orca_jax.errors import UserError
 
 # command name -> (module under orca_jax.commands, one-line help)
 COMMANDS = {
+    "generate": ("generate", "one chat reply from a model (HF folder, .gguf or orca-jax model folder)"),
+    "score": ("score", "per-token log-probabilities of a text under a model, as JSON"),
+    "convert": ("convert", "convert a model to a Hugging Face folder or an orca-jax (orbax) model folder"),
     "validate-traces": ("validate_traces", "read a trace file as training would; counts per source/system/strategy and every bad record"),
     "judge": ("judge", "GPT-4-as-judge: candidate answers scored against references, both orders, in percent"),
     "generate-traces": ("generate_traces", "ask a teacher (API URL or local model) for explanation traces, resumably"),

@@ -47,6 +47,11 @@ _GGUF_PRE_SPLITS = {
 }
 
 
+# End-of-turn markers of common chat templates (ChatML, LLaMA-3, Phi-3, Gemma); when the template
+# uses one that differs from EOS (e.g. Orca 2: EOS `</s>`, turns end in `<|im_end|>`), replies stop there.
+_END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
+
+
 class Tokenizer:
     """A `tokenizers.Tokenizer` plus the model's conventions (BOS, EOS, pad, chat template)."""
 
@@ -121,6 +126,21 @@ class Tokenizer:
             )
         except jinja2.TemplateError as e:
             raise UserError(f"chat template failed: {e}") from e
+
+    def encode_chat(self, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
+        """Token ids of the rendered chat, as transformers' `apply_chat_template(tokenize=True)`:
+        the template writes any BOS itself, so none is added here."""
+        return self.encode(self.apply_chat_template(messages, add_generation_prompt), add_bos=False)
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """Ids that end a generated reply: EOS, plus the end-of-turn token the chat template uses."""
+        ids = [] if self.eos_id is None else [self.eos_id]
+        for token in _END_OF_TURN_TOKENS:
+            token_id = self.token_to_id(token)
+            if self.chat_template and token in self.chat_template and token_id is not None and token_id not in ids:
+                ids.append(token_id)
+        return ids
 
     def save(self, directory) -> None:
         """Write `tokenizer.json` and `tokenizer_config.json` (loadable by `transformers.AutoTokenizer`)."""
