@@ -16,6 +16,7 @@ COMMANDS = {
     "score": ("score", "per-token log-probabilities of a text under a model, as JSON"),
     "convert": ("convert", "convert a model to a Hugging Face folder or an orca-jax (orbax) model folder"),
     "validate-traces": ("validate_traces", "read a trace file as training would; counts per source/system/strategy and every bad record"),
+    "eval": ("eval", "zero-shot BBH / AGIEval / GSM8K with official-equivalent scoring, or re-score a predictions file"),
     "judge": ("judge", "GPT-4-as-judge: candidate answers scored against references, both orders, in percent"),
     "generate-traces": ("generate_traces", "ask a teacher (API URL or local model) for explanation traces, resumably"),
 }

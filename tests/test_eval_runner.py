@@ -36,8 +36,9 @@ def test_batched_generation_matches_one_at_a_time(tmp_path):
 def test_evaluate_writes_consistent_outputs(tmp_path):
     config, params, tokenizer = tiny_model()
     out = tmp_path / "out"
-    summary = evaluate(config, params, tokenizer, _bbh_dir(tmp_path), "bbh:navigate,bbh:word_sorting", out_dir=str(out), limit=2,
-                       system="You are Orca.", batch_size=4, max_new_tokens=8, progress=False)
+    examples = load_examples(_bbh_dir(tmp_path), "bbh:navigate,bbh:word_sorting", limit=2)
+    summary = evaluate(config, params, tokenizer, examples, out_dir=str(out), system="You are Orca.",
+                       batch_size=4, max_new_tokens=8, progress=False)
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [(r["task"], r["id"]) for r in records] == [("navigate", "navigate/0"), ("navigate", "navigate/1"),
                                                         ("word_sorting", "word_sorting/0"), ("word_sorting", "word_sorting/1")]

@@ -22,22 +22,12 @@ from tqdm import tqdm
 from orca_jax import partitioning
 from orca_jax.decoding import generate
 from orca_jax.errors import UserError
-from orca_jax.evaluation.benchmarks import Example, load_examples
+from orca_jax.evaluation.benchmarks import Example
 from orca_jax.evaluation.prompts import chat_messages
 from orca_jax.evaluation.scoring import read_predictions, score_record, summarize
 from orca_jax.evaluation.tables import write_predictions, write_summary
 from orca_jax.model.config import DecoderConfig
 from orca_jax.model.decoder import param_logical_axes
-
-# End-of-turn markers of common chat formats: a ChatML model whose EOS is "</s>" (Orca 2)
-# ends its turn with "<|im_end|>", and an answer must stop there, not at a text pattern.
-_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>")
-
-
-def stop_ids(tokenizer) -> list[int]:
-    ids = {tokenizer.eos_id} | {tokenizer.token_to_id(t) for t in _END_OF_TURN}
-    return sorted(i for i in ids if i is not None)
-
 
 def place_params(config: DecoderConfig, params):
     """Params sharded over the training mesh (gin's mesh shape and rules); unchanged on one device."""
@@ -65,7 +55,7 @@ def generate_texts(config: DecoderConfig, params, tokenizer, prompts: list[str],
         raise UserError(f"prompt {too_long[0]} has {len(ids[too_long[0]])} tokens, at or over the model's context of {context}")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     texts = [""] * len(ids)
-    eos = stop_ids(tokenizer)
+    eos = tokenizer.stop_ids  # EOS and the chat template's end-of-turn token, never a text pattern
     with tqdm(total=len(ids), desc="generate", unit="ex", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
@@ -104,12 +94,13 @@ def _finish(records: list[dict], out_dir: str | None) -> dict:
     return summary
 
 
-def evaluate(config: DecoderConfig, params, tokenizer, data_dir: str, benchmarks: str | list[str], *,
-             out_dir: str | None = None, limit: int | None = None, system: str | None = "",
-             variant: str = "zero_shot", batch_size: int = 8, max_new_tokens: int = 512,
+def evaluate(config: DecoderConfig, params, tokenizer, examples: list[Example], *, out_dir: str | None = None,
+             system: str | None = "", variant: str = "zero_shot", batch_size: int = 8, max_new_tokens: int = 512,
              progress: bool = True) -> dict:
-    """Generates, scores and (with `out_dir`) writes predictions and summaries; returns the summary."""
-    examples = load_examples(data_dir, benchmarks, limit)
+    """Generates, scores and (with `out_dir`) writes predictions and summaries; returns the summary.
+
+    `examples` come from `benchmarks.load_examples`; a trainer reads them once and calls this
+    with its current parameters at every evaluation step."""
     records = predict(config, params, tokenizer, examples, system=system, variant=variant, batch_size=batch_size,
                       max_new_tokens=max_new_tokens, progress=progress)
     return _finish(records, out_dir)
