@@ -12,6 +12,7 @@ from orca_jax.errors import UserError
 
 # command name -> (module under orca_jax.commands, one-line help)
 COMMANDS = {
+    "prepare": ("prepare", "run a seqio trace Task/Mixture once and cache tokenized examples for training"),
     "generate": ("generate", "one chat reply from a model (HF folder, .gguf or orca-jax model folder)"),
     "score": ("score", "per-token log-probabilities of a text under a model, as JSON"),
     "convert": ("convert", "convert a model to a Hugging Face folder or an orca-jax (orbax) model folder"),

@@ -125,9 +125,9 @@ def test_prepared_cache_gives_the_same_batches_as_in_memory(tmp_path):
 def test_mixture_samples_tasks_by_rate_deterministically(tmp_path):
     a = [{"ids": np.full(8, 1, np.int32), "loss_weights": np.ones(8, np.float32)} for _ in range(30)]
     b = [{"ids": np.full(8, 2, np.int32), "loss_weights": np.ones(8, np.float32)} for _ in range(30)]
-    write_cache(str(tmp_path / "a"), a, {})
-    write_cache(str(tmp_path / "b"), b, {})
-    write_mixture(str(tmp_path / "mix"), {"a": 3.0, "b": 1.0})
+    write_cache(str(tmp_path / "mix" / "a"), a, {})
+    write_cache(str(tmp_path / "mix" / "b"), b, {})
+    write_mixture(str(tmp_path / "mix"), {"a": 3.0, "b": 1.0})  # task caches relative to the mixture
     kw = dict(KW, global_batch_size=8)
     batches = _take(make_loader("mix", cache_root=str(tmp_path), seed=0, **kw), 50)
     _same(batches, _take(make_loader("mix", cache_root=str(tmp_path), seed=0, **kw), 50))

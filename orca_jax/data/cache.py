@@ -71,9 +71,13 @@ def write_cache(directory: str, examples: Iterable[dict[str, np.ndarray]], metad
         max_length=int(lengths.max()) if len(lengths) else 0,
         mean_length=float(lengths.mean()) if len(lengths) else 0.0,
     )
+    write_metadata(directory, metadata)
+    return metadata
+
+
+def write_metadata(directory: str, metadata: dict[str, Any]) -> None:
     with open(os.path.join(directory, "metadata.json"), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2, ensure_ascii=False)
-    return metadata
 
 
 def write_mixture(directory: str, rates: dict[str, float]) -> None:

@@ -262,4 +262,4 @@ def make_loader(mixture_or_task_name: str, *, cache_root: str, seq_len: int, glo
     common = dict(seq_len=seq_len, global_batch_size=global_batch_size, seed=seed, **kwargs)
     if rates is None:
         return PackedLoader(directory, **common)
-    return PackedLoader.from_mixture({os.path.join(cache_root, task): rate for task, rate in rates.items()}, **common)
+    return PackedLoader.from_mixture({os.path.join(directory, task): rate for task, rate in rates.items()}, **common)

