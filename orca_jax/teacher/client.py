@@ -62,7 +62,9 @@ class ChatOutcome:
     finished_at: float
     response_model: str | None = None
     error: str | None = None
-    # Local teachers only: per response token, the teacher's top-k token ids and log-probs.
+    # Local teachers with top-k capture only: the response token ids and, per token, the
+    # teacher's top-k next-token ids and log-probs.
+    token_ids: list[int] | None = None
     topk_ids: list[list[int]] | None = None
     topk_logprobs: list[list[float]] | None = None
 

@@ -115,6 +115,8 @@ def make_trace(request: TraceRequest, outcome: ChatOutcome, *, teacher: str, mod
         "finished_at": outcome.finished_at, "prompt_tokens": outcome.prompt_tokens,
         "completion_tokens": outcome.completion_tokens,
     }
+    if outcome.token_ids is not None:  # aligns the top-k rows with the tokens they were captured at
+        generation["response_token_ids"] = outcome.token_ids
     return Trace(id=prompt.id, turns=turns, system=request.system_message, source=prompt.source, teacher=model,
                  task=prompt.task, category=prompt.category, strategy=request.strategy,
                  metadata={**prompt.metadata, "generation": generation},
