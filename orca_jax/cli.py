@@ -19,6 +19,7 @@ COMMANDS = {
     "validate-traces": ("validate_traces", "read a trace file as training would; counts per source/system/strategy and every bad record"),
     "eval": ("eval", "zero-shot BBH / AGIEval / GSM8K with official-equivalent scoring, or re-score a predictions file"),
     "judge": ("judge", "GPT-4-as-judge: candidate answers scored against references, both orders, in percent"),
+    "serve": ("serve", "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/models) for a local model"),
     "generate-traces": ("generate_traces", "ask a teacher (API URL or local model) for explanation traces, resumably"),
 }
 
