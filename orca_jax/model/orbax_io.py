@@ -116,10 +116,14 @@ def restore_params(path: str, config: DecoderConfig) -> dict:
     return ocp.StandardCheckpointer().restore(path, target)
 
 
+def _name(path) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
 def _flatten(tree) -> dict:
-    return {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {_name(k): v for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _tree_shapes(metadata_tree) -> dict:
     leaves = jax.tree_util.tree_flatten_with_path(metadata_tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
-    return {jax.tree_util.keystr(k): tuple(v.shape) for k, v in leaves}
+    return {_name(k): tuple(v.shape) for k, v in leaves}
