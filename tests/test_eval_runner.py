@@ -56,3 +56,38 @@ def test_evaluate_writes_consistent_outputs(tmp_path):
     assert "| navigate | 2 |" in (out / "summary.md").read_text()
     # The same file re-scored without a model gives the same summary.
     assert rescore(str(out / "predictions.jsonl"), str(tmp_path / "rescored")) == summary
+
+
+SHARDED_SCRIPT = r"""
+import json, sys
+import gin
+sys.path.insert(0, sys.argv[1])
+from eval_tiny_model import tiny_model
+from orca_jax.evaluation.benchmarks import load_examples
+from orca_jax.evaluation.runner import generate_texts, place_params, render_prompts
+import jax
+
+gin.parse_config("mesh_shape.data = 1\nmesh_shape.fsdp = 4\nmesh_shape.tensor = 2")
+config, params, tokenizer = tiny_model()
+prompts = render_prompts(tokenizer, load_examples(sys.argv[2], "bbh:navigate,bbh:word_sorting"), "", "zero_shot")
+placed = place_params(config, params)
+shardings = {str(x.sharding.spec) for x in jax.tree_util.tree_leaves(placed)}
+kwargs = dict(batch_size=4, max_new_tokens=10, progress=False)
+print(json.dumps({"devices": jax.device_count(), "shardings": sorted(shardings),
+                  "sharded": generate_texts(config, placed, tokenizer, prompts, **kwargs),
+                  "single": generate_texts(config, jax.device_put(params, jax.devices()[0]), tokenizer, prompts, **kwargs)}))
+"""
+
+
+def test_sharded_parameters_give_the_same_predictions(tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, os.path.dirname(__file__), _bbh_dir(tmp_path)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 8
+    assert any("fsdp" in s for s in out["shardings"]) and any("tensor" in s for s in out["shardings"])
+    assert out["sharded"] == out["single"]
