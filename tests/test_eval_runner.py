@@ -6,7 +6,7 @@ import os
 
 from eval_tiny_model import tiny_model
 from orca_jax.evaluation.benchmarks import load_examples
-from orca_jax.evaluation.runner import evaluate, predict, rescore
+from orca_jax.evaluation.runner import evaluate, make_eval_fn, predict, rescore
 
 
 def _bbh_dir(tmp_path):
@@ -56,6 +56,13 @@ def test_evaluate_writes_consistent_outputs(tmp_path):
     assert "| navigate | 2 |" in (out / "summary.md").read_text()
     # The same file re-scored without a model gives the same summary.
     assert rescore(str(out / "predictions.jsonl"), str(tmp_path / "rescored")) == summary
+    # The trainer's hook: same predictions at a step, flat scalars for the metric writer.
+    eval_fn = make_eval_fn(config, tokenizer, examples, str(tmp_path / "model_dir" / "eval"), system="You are Orca.",
+                           batch_size=4, max_new_tokens=8, progress=False)
+    scalars = eval_fn(params, 100)
+    assert scalars == {"bbh/average": summary["bbh"]["average"], "bbh/navigate": summary["bbh"]["tasks"]["navigate"]["accuracy"],
+                       "bbh/word_sorting": summary["bbh"]["tasks"]["word_sorting"]["accuracy"]}
+    assert (tmp_path / "model_dir" / "eval" / "step_100" / "predictions.jsonl").read_text() == (out / "predictions.jsonl").read_text()
 
 
 SHARDED_SCRIPT = r"""

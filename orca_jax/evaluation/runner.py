@@ -106,6 +106,27 @@ def evaluate(config: DecoderConfig, params, tokenizer, examples: list[Example], 
     return _finish(records, out_dir)
 
 
+def summary_scalars(summary: dict) -> dict[str, float]:
+    """Flat `{"<benchmark>/average": ..., "<benchmark>/<task>": accuracy}` for metric writers."""
+    scalars = {}
+    for benchmark, entry in summary.items():
+        scalars[f"{benchmark}/average"] = entry["average"]
+        scalars.update({f"{benchmark}/{task}": t["accuracy"] for task, t in entry["tasks"].items()})
+    return scalars
+
+
+def make_eval_fn(config: DecoderConfig, tokenizer, examples: list[Example], out_dir: str, **predict_kwargs):
+    """The trainer's periodic hook: `eval_fn(params, step) -> scalars`, writing each evaluation's
+    predictions and summaries to `out_dir/step_<step>/`. `predict_kwargs` as for `evaluate`."""
+
+    def eval_fn(params, step: int) -> dict[str, float]:
+        summary = evaluate(config, params, tokenizer, examples, out_dir=os.path.join(out_dir, f"step_{step}"),
+                           **predict_kwargs)
+        return summary_scalars(summary)
+
+    return eval_fn
+
+
 def rescore(predictions_path: str, out_dir: str | None = None) -> dict:
     """Scores someone's predictions file with the same rules; rewrites it scored into `out_dir`."""
     return _finish([score_record(r) for r in read_predictions(predictions_path)], out_dir)
