@@ -1,0 +1,244 @@
+"""`train`: a run is a curriculum of one or more stages (Orca's progressive learning).
+
+Each stage names its data, its length and its learning-rate schedule, and whether the
+Adam moments carry over. Stage k+1 starts from stage k's final weights. Steps count
+globally across stages, so a killed run resumes from the latest checkpoint in the right
+stage at the right step, with that stage's data-loader state.
+
+Outputs in MODEL_DIR: checkpoints/<step>/..., model_config.json, config.gin (operative),
+tensorboard/, stages/<k>-<name>/summary.json per stage and summary.json for the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Sequence
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from orca_jax import partitioning
+from orca_jax.data.tokenizer import load_tokenizer
+from orca_jax.errors import UserError
+from orca_jax.model import decoder, orbax_io
+from orca_jax.model.config import DecoderConfig, get_preset
+from orca_jax.train import trainer
+from orca_jax.train.checkpoints import Checkpointer, abstract_like
+from orca_jax.train.monitor import Monitor, train_flops_per_token
+from orca_jax.train.optimizer import adamw_direction, learning_rate_schedule
+from orca_jax.train.summary import params_sha256, write_summary
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One curriculum stage. Schedule fields left None take learning_rate_schedule's gin values."""
+    name: str
+    mixture_or_task_name: str
+    train_steps: int | None = None
+    epochs: float | None = None
+    peak_lr: float | None = None
+    warmup_steps: int | None = None
+    decay: str | None = None
+    final_lr_fraction: float | None = None
+    carry_optimizer_state: bool = True
+
+    def schedule(self, steps: int):
+        given = {k: getattr(self, k) for k in ("peak_lr", "warmup_steps", "decay", "final_lr_fraction")
+                 if getattr(self, k) is not None}
+        return learning_rate_schedule(steps, **given)
+
+
+@gin.configurable
+def model_config(preset: str = "tiny", **overrides) -> DecoderConfig:
+    """A named preset with field overrides, e.g. model_config.num_layers = 4 in gin."""
+    return get_preset(preset).replace(**overrides)
+
+
+@gin.configurable
+def data_loader(mixture_or_task_name: str, *, seq_len: int, global_batch_size: int, seed: int,
+                process_index: int, process_count: int, cache_root: str | None = None):
+    """The project's prepared-cache loader (data issue); replace via train.loader_fn."""
+    from orca_jax.data.loader import make_loader
+    return make_loader(mixture_or_task_name, cache_root=cache_root, seq_len=seq_len,
+                       global_batch_size=global_batch_size, seed=seed, process_index=process_index,
+                       process_count=process_count)
+
+
+def stage_steps(stage: Stage, loader) -> int:
+    if (stage.train_steps is None) == (stage.epochs is None):
+        raise UserError(f"stage {stage.name!r}: give exactly one of train_steps or epochs")
+    if stage.train_steps is not None:
+        return int(stage.train_steps)
+    per_epoch = getattr(loader, "steps_per_epoch", None)
+    if per_epoch is None:
+        raise UserError(f"stage {stage.name!r}: epochs need a loader that knows its steps_per_epoch")
+    return max(1, int(round(stage.epochs * per_epoch)))
+
+
+def _check_compatible(name: str, config: DecoderConfig, expected: DecoderConfig) -> None:
+    fields = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
+              "head_dim", "tie_word_embeddings", "attention_bias")
+    diff = {f: (getattr(config, f), getattr(expected, f)) for f in fields if getattr(config, f) != getattr(expected, f)}
+    if diff:
+        raise UserError(f"{name}: model shape differs from the configured model: "
+                        + ", ".join(f"{f} {a} vs {b}" for f, (a, b) in diff.items()))
+
+
+def _load_params(path: str, expected: DecoderConfig, shardings, what: str):
+    from orca_jax.model.loading import load_model  # HF folder, GGUF, orbax folder or MODEL_DIR
+    loaded = load_model(path)
+    _check_compatible(f"{what} {path}", loaded.config, expected)
+    return loaded, jax.device_put(loaded.params, shardings)
+
+
+@gin.configurable
+def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_length: int = gin.REQUIRED,
+          batch_size: int = gin.REQUIRED, stages: Sequence[Stage] | None = None,
+          mixture_or_task_name: str | None = None, train_steps: int | None = None, epochs: float | None = None,
+          seed: int = 0, initial_checkpoint_path: str | None = None, loader_fn: Callable = data_loader,
+          num_microbatches: int = 1, loss: trainer.LossConfig | None = None, teacher_path: str | None = None,
+          skip_nonfinite: bool = False, eval_fn: Callable | None = None, eval_every: int | None = None,
+          tokenizer_path: str | None = None) -> dict:
+    """Run every stage to its end (or until SIGTERM). Returns the run's summary dict.
+
+    The tokenizer saved into MODEL_DIR (so `orca-jax generate --model MODEL_DIR` works) comes
+    from `tokenizer_path`, else from the initial checkpoint."""
+    wall_start = time.perf_counter()
+    loss = loss or trainer.LossConfig()
+    if stages is None:
+        if mixture_or_task_name is None:
+            raise UserError("give MIXTURE_OR_TASK_NAME (or a curriculum in train.stages)")
+        stages = [Stage("main", mixture_or_task_name, train_steps=train_steps, epochs=epochs)]
+    stages = list(stages)
+    mesh = partitioning.make_mesh()
+    rules = partitioning.logical_axis_rules()
+    trainer.check_batch_divisible(batch_size, num_microbatches, mesh, rules)
+
+    # Loaders first: missing data must fail before anything compiles.
+    loaders = [loader_fn(s.mixture_or_task_name, seq_len=sequence_length, global_batch_size=batch_size,
+                         seed=seed + k, process_index=jax.process_index(), process_count=jax.process_count())
+               for k, s in enumerate(stages)]
+    ends = np.cumsum([stage_steps(s, l) for s, l in zip(stages, loaders)]).tolist()
+    starts = [0] + ends[:-1]
+
+    teacher_config = teacher_params = teacher_shardings = None
+    if loss.kd_source == "online":
+        if teacher_path is None:
+            raise UserError("LossConfig.kd_source = 'online' needs train.teacher_path")
+        from orca_jax.model.loading import load_model
+        teacher = load_model(teacher_path)
+        if teacher.config.vocab_size != model.vocab_size:
+            raise UserError(f"teacher {teacher_path} has vocabulary {teacher.config.vocab_size}, the student "
+                            f"{model.vocab_size}: logit distillation needs the same vocabulary")
+        teacher_config = teacher.config
+        _, teacher_shardings = trainer.param_shardings(teacher_config, mesh, rules)
+        teacher_params = jax.device_put(teacher.params, teacher_shardings)
+
+    optimizer = adamw_direction()
+    abstract, shardings = trainer.state_shardings(model, optimizer, mesh, rules)
+    os.makedirs(model_dir, exist_ok=True)
+    checkpointer = Checkpointer(model_dir)
+    keys = trainer.BATCH_KEYS + (trainer.TOPK_KEYS if loss.kd_source == "offline" else ())
+
+    # Restore order: latest checkpoint in MODEL_DIR, else the initial checkpoint, else random.
+    latest = checkpointer.latest_step()
+    tokenizer = load_tokenizer(tokenizer_path) if tokenizer_path else None
+    loader_state, stage_tokens = None, 0
+    if latest is not None:
+        params, opt_state, progress = checkpointer.restore(
+            latest, abstract_like(abstract.params, shardings.params),
+            abstract_like(abstract.opt_state, shardings.opt_state))
+        stage_index = progress["stage"]
+        if latest >= ends[stage_index]:  # saved at the very end of a stage: the next one starts fresh
+            stage_index += 1
+        else:
+            loader_state, stage_tokens = progress["loader"], progress["stage_tokens"]
+        step = latest
+    else:
+        if initial_checkpoint_path:
+            initial, params = _load_params(initial_checkpoint_path, model, shardings.params, "initial checkpoint")
+            tokenizer = tokenizer or initial.tokenizer
+        else:
+            params = jax.jit(decoder.init_params, static_argnums=0, out_shardings=shardings.params)(
+                model, jax.random.key(seed))
+        opt_state = jax.jit(optimizer.init, out_shardings=shardings.opt_state)(params)
+        stage_index, step = 0, 0
+    state = trainer.TrainState(step=jax.device_put(jnp.asarray(step, jnp.int32), shardings.step),
+                               params=params, opt_state=opt_state)
+    _write_model_files(model_dir, model, tokenizer)
+
+    summaries = []
+    stop = trainer.GracefulStop()
+    result = None
+    with stop:
+        for k in range(stage_index, len(stages)):
+            stage, loader = stages[k], loaders[k]
+            fresh = loader_state is None
+            if fresh and k > 0 and not stage.carry_optimizer_state:
+                state = state.replace(opt_state=jax.jit(optimizer.init, out_shardings=shardings.opt_state)(
+                    state.params))
+            if not fresh:
+                loader.restore(loader_state)
+                loader_state = None
+            step_fn = trainer.ShardedStep(
+                trainer.make_train_step(model, optimizer, stage.schedule(ends[k] - starts[k]), loss, mesh=mesh,
+                                        rules=rules, num_microbatches=num_microbatches,
+                                        stage_start_step=starts[k], teacher_config=teacher_config,
+                                        skip_nonfinite=skip_nonfinite),
+                shardings, keys, mesh, rules, teacher_shardings)
+            monitor = Monitor(os.path.join(model_dir, "tensorboard"), first_step=step, last_step=ends[k],
+                              flops_per_token=train_flops_per_token(model, sequence_length),
+                              description=f"stage {k + 1}/{len(stages)} {stage.name}")
+            try:
+                result = trainer.run_steps(
+                    step_fn, state, loader, first_step=step, last_step=ends[k], keys=keys,
+                    teacher_params=teacher_params, checkpointer=checkpointer,
+                    progress=lambda tokens: {"stage": k, "loader": loader.state(), "stage_tokens": tokens},
+                    monitor=monitor, tokens_before=stage_tokens,
+                    skip_nonfinite=skip_nonfinite, eval_fn=eval_fn, eval_every=eval_every, stop=stop)
+            finally:
+                monitor.close()
+            state, step, stage_tokens = result.state, int(result.state.step), 0
+            _write_operative_config(model_dir)
+            if result.preempted:
+                checkpointer.close()
+                return {"preempted": True, "final_step": step}
+            checkpointer.save(step, state.params, state.opt_state,
+                              {"stage": k, "loader": loader.state(), "stage_tokens": result.tokens_seen}, force=True)
+            summary = {"stage": stage.name, "stage_index": k, "final_step": step, "stage_steps": ends[k] - starts[k],
+                       "final_loss": result.last_metrics.get("loss"), "tokens_seen": result.tokens_seen,
+                       "wall_seconds": result.wall_seconds, "skipped_steps": result.skipped_steps,
+                       "params_sha256": params_sha256(state.params)}
+            write_summary(os.path.join(model_dir, "stages", f"{k}-{stage.name}"), summary)
+            summaries.append(summary)
+    checkpointer.wait()
+    checkpointer.close()
+    run_summary = {"final_step": step, "final_loss": summaries[-1]["final_loss"] if summaries else None,
+                   "tokens_seen": sum(s["tokens_seen"] for s in summaries),
+                   "wall_seconds": time.perf_counter() - wall_start,
+                   "params_sha256": params_sha256(state.params), "stages": summaries}
+    write_summary(model_dir, run_summary)
+    return run_summary
+
+
+def _write_model_files(model_dir: str, model: DecoderConfig, tokenizer) -> None:
+    """model_config.json (+ tokenizer/) in the layout `load_model(MODEL_DIR)` reads."""
+    if jax.process_index() != 0:
+        return
+    if tokenizer is not None:
+        orbax_io.write_model_metadata(model_dir, model, tokenizer)
+    else:
+        with open(os.path.join(model_dir, orbax_io.CONFIG_FILE), "w") as f:
+            json.dump(model.to_hf_config(), f, indent=2)
+
+
+def _write_operative_config(model_dir: str) -> None:
+    if jax.process_index() == 0:
+        with open(os.path.join(model_dir, "config.gin"), "w") as f:
+            f.write(gin.operative_config_str())
