@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -83,6 +84,17 @@ def test_prepare_caches_the_tokenized_traces_with_counts(data_dir, tmp_path, smo
         np.testing.assert_array_equal(stored.example(i)["loss_weights"], expected["loss_weights"])
     batch = next(make_loader("traces_chatgpt", cache_root=str(cache), seq_len=256, global_batch_size=2, seed=0, process_index=0, process_count=1))
     assert batch["inputs"].shape == (2, 256) and batch["segment_ids"].max() >= 1
+
+    # inspect: the marked (loss-weighted) text of every segment is exactly a teacher response + end of turn.
+    capsys.readouterr()
+    assert main(["inspect", "--task", "traces_chatgpt", "--cache_dir", str(cache), "--n", "1", "--seq_len", "512", "--color", "never"]) == 0
+    out = capsys.readouterr().out
+    marked = re.findall("⟦(.*?)⟧", out, flags=re.S)
+    assert len(marked) == 6 and out.count("── segment") == 6  # all six examples fit one row of 512
+    assert sorted(marked) == sorted(t.response + "<|im_end|>" for t in good)
+    assert "example lengths (tokens):" in out and "non-padding" in out
+    assert main(["inspect", "--task", "traces_chatgpt", "--cache_dir", str(cache), "--n", "1", "--seq_len", "512", "--color", "always"]) == 0
+    assert "\033[32m" in capsys.readouterr().out
 
 
 def test_bad_record_raises_by_default(data_dir, tmp_path, smollm2_path, capsys):
