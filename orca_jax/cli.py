@@ -12,11 +12,13 @@ from orca_jax.errors import UserError
 
 # command name -> (module under orca_jax.commands, one-line help)
 COMMANDS = {
+    "inspect": ("inspect", "print packed rows of a prepared task: segments, loss-weighted tokens, lengths, packing stats"),
     "prepare": ("prepare", "run a seqio trace Task/Mixture once and cache tokenized examples for training"),
     "generate": ("generate", "one chat reply from a model (HF folder, .gguf or orca-jax model folder)"),
     "score": ("score", "per-token log-probabilities of a text under a model, as JSON"),
     "convert": ("convert", "convert a model to a Hugging Face folder or an orca-jax (orbax) model folder"),
     "validate-traces": ("validate_traces", "read a trace file as training would; counts per source/system/strategy and every bad record"),
+    "train": ("train", "train a student from gin files (t5x-style --gin_file / --gin.NAME=VALUE)"),
     "eval": ("eval", "zero-shot BBH / AGIEval / GSM8K with official-equivalent scoring, or re-score a predictions file"),
     "judge": ("judge", "GPT-4-as-judge: candidate answers scored against references, both orders, in percent"),
     "serve": ("serve", "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/models) for a local model"),
