@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from orca_jax import decoding, serve
+from orca_jax import cli, serve
 from orca_jax.model.loading import load_model
 from orca_jax.teacher.local_teacher import LocalTeacher
 
@@ -48,13 +48,14 @@ def running_server(teacher, name):
         thread.join(30)
 
 
-def _greedy(loaded, messages, max_tokens):
-    """What `orca-jax generate` does: the chat template, then greedy KV-cache decoding."""
-    tokenizer = loaded.tokenizer
-    prompt = tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
-    ids = decoding.generate(loaded.config, loaded.params, [prompt], max_tokens, temperature=0.0,
-                            eos_ids=[tokenizer.eos_id])[0]
-    return tokenizer.decode([t for t in ids if t != tokenizer.eos_id])
+def _orca_jax_generate(monkeypatch, capsys, loaded, messages, max_tokens):
+    """`orca-jax generate --json` for the same request (with the already loaded model)."""
+    monkeypatch.setattr("orca_jax.model.loading.load_model", lambda path, dtype=None: loaded)
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    capsys.readouterr()
+    assert cli.main(["generate", "--model", loaded.path, "--prompt", messages[-1]["content"], "--json",
+                     "--max_new_tokens", str(max_tokens)] + (["--system", system[0]] if system else [])) == 0
+    return json.loads(capsys.readouterr().out)["text"]
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +69,11 @@ def smol():
         yield loaded, openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
 
 
-def test_openai_client_greedy_equals_generate(smol):
+def test_openai_client_greedy_equals_generate(smol, monkeypatch, capsys):
     loaded, client = smol
     assert [m.id for m in client.models.list().data] == ["smollm2-135m"]
     reply = client.chat.completions.create(model="smollm2-135m", messages=QUESTION, temperature=0, max_tokens=24)
-    assert reply.choices[0].message.content == _greedy(loaded, QUESTION, 24)
+    assert reply.choices[0].message.content == _orca_jax_generate(monkeypatch, capsys, loaded, QUESTION, 24)
     assert reply.usage.completion_tokens <= 24 and reply.usage.prompt_tokens > 20
 
 
@@ -114,7 +115,7 @@ def tiny_folder(tmp_path_factory):
     return str(folder)
 
 
-def test_serve_command_and_generate_traces_against_it(tiny_folder, tmp_path):
+def test_serve_command_and_generate_traces_against_it(tiny_folder, tmp_path, monkeypatch, capsys):
     env = {**os.environ, "PYTHONPATH": REPO}
     server = subprocess.Popen([sys.executable, "-m", "orca_jax.cli", "serve", "--model", tiny_folder, "--port", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -141,5 +142,5 @@ def test_serve_command_and_generate_traces_against_it(tiny_folder, tmp_path):
     loaded = load_model(tiny_folder)
     for trace, q in zip(sorted(traces, key=lambda t: t["id"]), questions):
         messages = [{"role": "system", "content": "Think step by step."}, {"role": "user", "content": q}]
-        assert trace["turns"][-1]["content"] == _greedy(loaded, messages, 10)
+        assert trace["turns"][-1]["content"] == _orca_jax_generate(monkeypatch, capsys, loaded, messages, 10)
         assert trace["metadata"]["generation"]["finish_reason"] in ("stop", "length")

@@ -23,10 +23,6 @@ from orca_jax.model.loading import LoadedModel, load_model
 from orca_jax.teacher.client import STATUS_LENGTH, STATUS_OK, ChatOutcome, SamplingParams
 from orca_jax.teacher.topk import score_responses
 
-# End-of-turn tokens of common chat templates: generation stops at any of them that the vocabulary has.
-_END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>")
-
-
 @dataclasses.dataclass(frozen=True)
 class GenerationRequest:
     prompt_ids: tuple[int, ...]
@@ -70,9 +66,7 @@ class LocalTeacher:
         self.retries = 0
         self.topk = topk
         self.batch_wait_s = batch_wait_s
-        vocab = model.tokenizer
-        self.eos_ids = tuple(sorted({i for i in [vocab.eos_id, *map(vocab.token_to_id, _END_OF_TURN_TOKENS)]
-                                     if i is not None}))
+        self.eos_ids = tuple(model.tokenizer.stop_ids)  # EOS and the chat template's end-of-turn token
         self._rng = jax.random.key(seed)
         self._batches_run = 0
         self._queue: asyncio.Queue | None = None
@@ -94,8 +88,7 @@ class LocalTeacher:
 
     def encode_chat(self, messages: list[dict]) -> list[int]:
         """Prompt ids as `orca-jax generate` builds them: the model's chat template with the generation prompt."""
-        tokenizer = self.model.tokenizer
-        return tokenizer.encode(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+        return self.model.tokenizer.encode_chat(messages, add_generation_prompt=True)
 
     async def generate(self, request: GenerationRequest) -> Completion:
         context = self.model.config.max_position_embeddings
