@@ -11,7 +11,7 @@ Segment id 0 marks padding; padding keys are never attended by real tokens.
   "pallas_gpu" `jax.experimental.pallas.ops.gpu.attention.mha` with segment ids (Triton on GPU,
                interpret mode elsewhere). No sliding window: refuses sequences longer than it.
   "splash"     Pallas TPU splash attention with segment ids and a causal/local mask
-               (interpret mode off TPU; sequence length must be a multiple of 128 or below it).
+               (interpret mode off TPU; sequence length must be a multiple of 128).
 
 Parameters (fp32, logical axes): q_proj [embed, heads, head_dim], k_proj / v_proj
 [embed, kv_heads, head_dim], o_proj [heads, head_dim, embed], optional q/k/v_proj_bias.
@@ -85,12 +85,14 @@ def _splash_kernel(seq_len: int, groups: int, sliding_window: int | None):
         head_mask = splash.CausalMask((seq_len, seq_len))
     else:
         head_mask = splash.LocalMask((seq_len, seq_len), window_size=(sliding_window - 1, 0), offset=0)
-    block = min(128, seq_len)
+    block = 128  # the kernel's minimum tile on the kv axis
     blocks = splash.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block, block_q_dkv=block,
                                block_kv_dkv=block, block_kv_dkv_compute=block, block_q_dq=block, block_kv_dq=block)
     # One MQA kernel per kv head (vmapped) handles grouped-query attention without repeating k/v.
-    return splash.make_splash_mqa_single_device(splash.MultiHeadMask([head_mask] * groups), block_sizes=blocks,
-                                                interpret=jax.default_backend() != "tpu")
+    # Built eagerly: the cached kernel holds mask arrays that must not be tracers of the first jit.
+    with jax.ensure_compile_time_eval():
+        return splash.make_splash_mqa_single_device(splash.MultiHeadMask([head_mask] * groups), block_sizes=blocks,
+                                                    interpret=jax.default_backend() != "tpu")
 
 
 def splash_attention(q, k, v, segment_ids, sliding_window):
@@ -98,7 +100,7 @@ def splash_attention(q, k, v, segment_ids, sliding_window):
 
     b, t, h, d = q.shape
     kv_heads = k.shape[2]
-    if t > 128 and t % 128:
+    if t % 128:
         raise UserError(f"attention_impl 'splash' needs a sequence length that is a multiple of 128; got {t}")
     kernel = _splash_kernel(t, h // kv_heads, sliding_window)
     q = (q / np.sqrt(d).astype(q.dtype)).reshape(b, t, kv_heads, h // kv_heads, d).transpose(0, 2, 3, 1, 4)
