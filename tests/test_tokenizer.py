@@ -9,7 +9,7 @@ import pytest
 from tokenizers import Tokenizer as BackendTokenizer
 from tokenizers import models, pre_tokenizers, processors
 
-from orca_jax.data.tokenizer import load_tokenizer
+from orca_jax.data.tokenizer import Tokenizer, load_tokenizer
 from orca_jax.errors import UserError
 
 transformers = pytest.importorskip("transformers")
@@ -171,3 +171,29 @@ def test_chat_template_raise_exception_is_user_error(tmp_path):
     assert tok.apply_chat_template([{"role": "user", "content": "x"}]) == "ok"
     with pytest.raises(UserError, match="first must be user"):
         tok.apply_chat_template([{"role": "assistant", "content": "x"}])
+
+
+def test_save_and_load_without_bos(tmp_path):
+    # A tokenizer trained in-house (the synthetic world's): no BOS, EOS = end of turn, pad token.
+    backend = BackendTokenizer(models.WordLevel({"[PAD]": 0, "<|im_end|>": 1, "a": 2, "b": 3}, unk_token="[PAD]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.add_special_tokens(["[PAD]", "<|im_end|>"])
+
+    template = "{% for m in messages %}{{ m['content'] }}<|im_end|>{% endfor %}"
+    tok = Tokenizer(backend, eos_id=1, pad_id=0, chat_template=template)
+    tok.save(tmp_path)
+    reloaded = load_tokenizer(tmp_path)
+    assert (reloaded.bos_id, reloaded.eos_id, reloaded.pad_id, reloaded.add_bos) == (None, 1, 0, False)
+    assert reloaded.encode("a b a") == [2, 3, 2]
+    assert reloaded.encode_chat([{"role": "user", "content": "b a"}]) == [3, 2, 1]
+    assert reloaded.stop_ids == [1]
+    assert transformers.AutoTokenizer.from_pretrained(str(tmp_path))("a b")["input_ids"] == [2, 3]
+
+
+def test_stop_ids_include_template_end_of_turn(tmp_path):
+    # Orca 2 style: EOS is </s>, but ChatML turns end in <|im_end|>; replies must stop at either.
+    backend = BackendTokenizer(models.WordLevel({"<unk>": 0, "<s>": 1, "</s>": 2, "<|im_end|>": 3}, unk_token="<unk>"))
+    backend.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<s>", "eos_token": "</s>", "chat_template": "{{ messages[0]['content'] }}<|im_end|>"}))
+    assert load_tokenizer(tmp_path).stop_ids == [2, 3]
