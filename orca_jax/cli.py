@@ -20,6 +20,7 @@ COMMANDS = {
     "validate-traces": ("validate_traces", "read a trace file as training would; counts per source/system/strategy and every bad record"),
     "train": ("train", "train a student from gin files (t5x-style --gin_file / --gin.NAME=VALUE)"),
     "eval": ("eval", "zero-shot BBH / AGIEval / GSM8K with official-equivalent scoring, or re-score a predictions file"),
+    "answer-prompts": ("answer_prompts", "a model's answers to open-ended prompt sets (Vicuna-80, Self-Instruct), for judge"),
     "judge": ("judge", "GPT-4-as-judge: candidate answers scored against references, both orders, in percent"),
     "serve": ("serve", "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/models) for a local model"),
     "generate-traces": ("generate_traces", "ask a teacher (API URL or local model) for explanation traces, resumably"),

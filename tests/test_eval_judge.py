@@ -1,6 +1,7 @@
 """GPT-4-as-judge against an in-test OpenAI-compatible judge on 127.0.0.1."""
 
 import json
+import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -8,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from orca_jax.errors import UserError
-from orca_jax.evaluation.judge import parse_scores, run_judge
+from orca_jax.evaluation.judge import parse_scores, read_answers, run_judge
+from orca_jax.evaluation.prompt_sets import read_prompt_set
 
 KEY = "sk-judge-secret-42"
 
@@ -136,3 +138,40 @@ def test_judge_command(tmp_path, monkeypatch, capsys):
     bad = _write(tmp_path / "bad.jsonl", [{"id": 1, "prompt": "p"}])
     assert main(["judge", "--candidates", bad, "--references", refs, "--judge", "http://127.0.0.1:9"]) == 2
     assert "bad.jsonl:1: field 'response'" in capsys.readouterr().err
+
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason="../shared/data is absent")
+def test_official_prompt_sets():
+    vicuna = read_prompt_set(os.path.join(DATA, "judge", "vicuna_question_80.jsonl"))
+    assert len(vicuna) == 80 and vicuna[0] == ("1", "How can I improve my time management skills?", "vicuna_question_80")
+    selfinstruct = read_prompt_set(os.path.join(DATA, "judge", "user_oriented_instructions_252.jsonl"))
+    assert len(selfinstruct) == 252
+    key, prompt, _ = selfinstruct[2]
+    assert key == "user_oriented_task_2"
+    assert prompt.startswith("Rewrite the given text and correct grammar") and prompt.endswith("huge affect on me!")
+
+
+def test_answer_prompts_command_writes_judge_candidates(tmp_path, capsys):
+    from eval_tiny_model import tiny_model
+    from orca_jax.cli import main
+    from orca_jax.model.hf_convert import save_hf_folder
+
+    config, params, tokenizer = tiny_model()
+    save_hf_folder(str(tmp_path / "m"), config, params)
+    tokenizer.save(str(tmp_path / "m"))
+    prompts = _write(tmp_path / "vicuna.jsonl", [{"question_id": 1, "text": "Take 1 step.", "category": "generic"},
+                                                 {"question_id": 2, "text": "Sort apple banana.", "category": "writing"}])
+    plain = _write(tmp_path / "mine.jsonl", [{"id": "a", "prompt": "So the answer is"}])
+    out = str(tmp_path / "answers.jsonl")
+    assert main(["answer-prompts", "--model", str(tmp_path / "m"), "--prompts", f"{prompts},{plain}", "--out", out,
+                 "--max_new_tokens", "5", "--batch_size", "3"]) == 0
+    answers = read_answers(out)
+    assert [(a.id, a.prompt, a.set) for a in answers.values()] == [
+        ("1", "Take 1 step.", "vicuna"), ("2", "Sort apple banana.", "vicuna"), ("a", "So the answer is", "mine")]
+    assert all(a.response for a in answers.values())
+    bad = _write(tmp_path / "bad.jsonl", [{"question": "no id"}])
+    assert main(["answer-prompts", "--model", "nope", "--prompts", bad, "--out", out]) == 2
+    assert "bad.jsonl:1: expected 'question_id'" in capsys.readouterr().err

@@ -1,12 +1,12 @@
 """Evaluation runs: examples -> batched KV-cache generation -> scored predictions -> summary.
 
-`evaluate(...)` is the one entry point for the `eval` command and for the trainer's
+`evaluate(...)` serves the `eval` command and, through `make_eval_fn`, the trainer's
 periodic hook: it takes a model already in memory (config, params, tokenizer), so a
 trainer can call it with its current parameters. `rescore(...)` scores an existing
 predictions file without a model.
 
 Prompts are sorted by length into batches of `batch_size` (the last batch is topped up
-with copies so every batch compiles to the same shape), generated greedily until the
+with copies, so batches differ only in padded prompt length and compile few times), generated greedily until the
 model's end-of-turn token or `max_new_tokens`, and written back in the benchmark's order.
 With several devices the parameters are placed with the training mesh and logical-axis
 rules (`orca_jax.partitioning`, from gin), so a model that needs sharding to fit is
