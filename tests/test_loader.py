@@ -92,6 +92,14 @@ def test_one_epoch_sees_every_example_once_then_stops():
     assert loader.stats["segments"] == 37 and 0 < loader.stats["non_padding"] <= 1
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_steps_per_epoch_counts_the_batches_of_one_epoch(batch):
+    ex = _examples(57)
+    kw = dict(KW, global_batch_size=batch)
+    loader = PackedLoader.from_examples(ex, seed=2, num_epochs=1, **kw)
+    assert loader.steps_per_epoch == len(list(loader))
+
+
 def test_epochs_reshuffle():
     ex = _examples(40)
     loader = PackedLoader.from_examples(ex, seed=0, num_epochs=2, buffer_size=40, **{k: v for k, v in KW.items() if k != "buffer_size"})

@@ -133,3 +133,26 @@ def test_validate_traces_command(tmp_path, capsys):
     assert main(["validate-traces", str(bad)]) == 1
     assert f"{bad}:2: response: empty" in capsys.readouterr().out
     assert main(["validate-traces", str(bad), "--on_bad_record", "raise"]) == 2  # UserError -> one line, exit 2
+
+
+def test_parquet_bad_row_is_named_by_row(tmp_path):
+    path = str(tmp_path / "oo.parquet")
+    rows = [OPENORCA[0], {"id": "x", "system_prompt": "", "question": "q", "response": None}]
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    with pytest.raises(BadRecord, match=r"oo\.parquet:2: response: expected str, got NoneType"):
+        list(read_traces(path))
+
+
+def test_on_bad_record_from_gin(tmp_path):
+    import gin
+
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(json.dumps(OPENORCA[0]).encode() + b"\n" + BAD_CASES[0][0] + b"\n")
+    with gin.unlock_config():
+        gin.parse_config(["read_traces.on_bad_record = 'skip'"])
+    try:
+        assert [t.id for t in read_traces(str(path))] == ["flan.1"]
+    finally:
+        gin.clear_config()
+    with pytest.raises(BadRecord):
+        list(read_traces(str(path)))

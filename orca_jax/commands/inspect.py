@@ -17,13 +17,12 @@ def add_arguments(parser):
 def run(args) -> int:
     import numpy as np
 
-    from orca_jax.commands.prepare import DEFAULT_CACHE_DIR
     from orca_jax.data.cache import read_mixture
     from orca_jax.data.inspect_rows import format_row, format_stats, length_histogram
-    from orca_jax.data.loader import make_loader
+    from orca_jax.data.loader import default_cache_root, make_loader
     from orca_jax.data.tokenizer import load_tokenizer
 
-    cache_root = args.cache_dir or os.environ.get("ORCA_JAX_CACHE_DIR") or DEFAULT_CACHE_DIR
+    cache_root = args.cache_dir or default_cache_root()
     is_mixture = read_mixture(os.path.join(cache_root, args.task)) is not None
     # One pass over a task (a mixture samples forever), so small tasks show each example once.
     loader = make_loader(args.task, cache_root=cache_root, seq_len=args.seq_len, global_batch_size=args.n, seed=args.seed,

@@ -10,6 +10,7 @@ with exactly the batches an uninterrupted run would have produced.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ from orca_jax.data.packing import BufferedPlanner, pack_rows
 from orca_jax.errors import UserError
 
 STATE_VERSION = 1
+DEFAULT_CACHE_ROOT = "orca_jax_cache"  # when neither an argument nor $ORCA_JAX_CACHE_DIR names one
 _CHOICE_BLOCK = 4096  # mixture task choices are drawn in seeded blocks of this many slots
 
 
@@ -219,6 +221,19 @@ class PackedLoader:
 
     # ------------------------------------------------------------------ checkpointing
 
+    @functools.cached_property
+    def steps_per_epoch(self) -> int:
+        """Global batches in one pass over every example (for a mixture: each task's examples
+        once), packed as this loader packs; exact for a single task read with num_epochs=1."""
+        if len(self.pieces) == 1:
+            order = self._permutation(0, 0)
+        else:
+            n = int(self.base[-1])
+            order = np.random.default_rng([self.seed, 2]).permutation(n) if self.shuffle else np.arange(n)
+        lengths = np.concatenate([p.length for p in self.pieces])
+        rows = sum(1 for _ in self.planner.rows((int(i), int(lengths[i])) for i in order))
+        return max(1, -(-rows // self.global_batch_size))
+
     @property
     def epoch(self) -> int:
         return self._stream["positions"][0] // len(self.pieces[0])
@@ -254,9 +269,15 @@ class PackedLoader:
         }
 
 
-def make_loader(mixture_or_task_name: str, *, cache_root: str, seq_len: int, global_batch_size: int, seed: int,
+def default_cache_root() -> str:
+    return os.environ.get("ORCA_JAX_CACHE_DIR") or DEFAULT_CACHE_ROOT
+
+
+def make_loader(mixture_or_task_name: str, *, cache_root: str | None = None, seq_len: int, global_batch_size: int, seed: int,
                 **kwargs) -> PackedLoader:
-    """A loader for a prepared task or mixture under `cache_root` (see `orca-jax prepare`)."""
+    """A loader for a prepared task or mixture under `cache_root` (default: $ORCA_JAX_CACHE_DIR,
+    else ./orca_jax_cache; see `orca-jax prepare`)."""
+    cache_root = cache_root or default_cache_root()
     directory = os.path.join(cache_root, mixture_or_task_name)
     rates = read_mixture(directory)
     common = dict(seq_len=seq_len, global_batch_size=global_batch_size, seed=seed, **kwargs)
