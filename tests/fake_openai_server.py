@@ -62,6 +62,13 @@ class FakeOpenAIServer:
                                       {"Retry-After": server.retry_after})
                 if action == "500":
                     return self._send(500, {"error": {"message": "internal"}})
+                if action == "truncated":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "400")
+                    self.end_headers()
+                    self.wfile.write(b'{"choices": [{"message": {"content": "half')
+                    self.close_connection = True
+                    return
                 if action == "malformed":
                     return self._send_raw(200, b'{"choices": [{"message": ')
                 text = answer_for(body["model"], system, prompt)

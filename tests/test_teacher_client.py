@@ -25,15 +25,15 @@ def _ask(url, prompts, **client_kwargs):
     return asyncio.run(go())
 
 
-def test_retries_through_429_500_and_dropped_connections():
-    schedule = ["429", "500", "drop", "ok"]
-    with FakeOpenAIServer(lambda p, n: schedule[min(n, 3)], retry_after="0.3") as server:
+def test_retries_through_429_500_dropped_connections_and_cut_bodies():
+    schedule = ["429", "500", "drop", "truncated", "ok"]
+    with FakeOpenAIServer(lambda p, n: schedule[min(n, 4)], retry_after="0.3") as server:
         outcomes = _ask(server.url, ["alpha", "beta"])
         log = list(server.log)
     for prompt, outcome in zip(["alpha", "beta"], outcomes):
         assert outcome.status == "ok" and outcome.finish_reason == "stop"
         assert outcome.text == answer_for("teacher-model", "sys", prompt)
-        assert outcome.attempts == 4 and outcome.completion_tokens > 0
+        assert outcome.attempts == 5 and outcome.completion_tokens > 0
         times = [t for t, p, _ in log if p == prompt]
         assert [a for _, p, a in log if p == prompt] == schedule
         # Retry-After 0.3 s is a floor on the wait after the 429 (backoff alone is <= 0.05 s).

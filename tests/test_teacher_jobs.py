@@ -13,6 +13,7 @@ import pytest
 
 from fake_openai_server import FakeOpenAIServer, answer_for
 from orca_jax.data.traces import Trace, read_traces
+from orca_jax.errors import UserError
 from orca_jax.teacher.client import SamplingParams
 from orca_jax.teacher.jobs import TraceRequest, generate_traces, rejected_path
 
@@ -102,6 +103,20 @@ def test_rerun_asks_nothing_finished_and_repairs_a_cut_last_line(tmp_path):
     assert _read(tmp_path / "out.jsonl") == first
 
 
+def test_repeated_prompts_give_one_trace_and_a_foreign_output_file_is_refused(tmp_path):
+    requests = _requests(3)
+    with FakeOpenAIServer() as server:
+        summary = _generate(server, tmp_path, requests + requests[:2])
+        assert summary.total == 3 and len(server.log) == 3
+        assert [t["id"] for t in _read(tmp_path / "out.jsonl")] == ["p0", "p1", "p2"]
+        clash = TraceRequest(prompt=requests[0].prompt, system_message="Answer briefly.")
+        with pytest.raises(UserError, match="appears twice"):
+            _generate(server, tmp_path, requests + [clash])
+        # The same out file asked for with another system message: not silently mixed.
+        with pytest.raises(UserError, match="generated with other settings"):
+            _generate(server, tmp_path, [clash])
+
+
 def test_unavailable_teacher_leaves_prompts_for_the_next_run(tmp_path):
     down = {"on": True}
     with FakeOpenAIServer(lambda p, n: "500" if down["on"] and p == "prompt 1" else "ok") as server:
@@ -158,8 +173,6 @@ def test_sigkill_and_restart_no_duplicates_no_requery_same_file_as_uninterrupted
 
 
 def test_top_k_needs_a_local_teacher(tmp_path):
-    from orca_jax.errors import UserError
-
     with pytest.raises(UserError, match="--topk"):
         generate_traces(_requests(1), teacher="http://127.0.0.1:9/v1", model="m", sampling=SAMPLING,
                         out_path=str(tmp_path / "o.jsonl"), topk=5)

@@ -2,14 +2,15 @@
 
 import asyncio
 import json
+import os
 
 import numpy as np
 import pytest
 
 from eval_tiny_model import tiny_tokenizer
 from orca_jax.data.traces import Trace
-from orca_jax.model.hf_convert import load_hf_folder
-from orca_jax.model.loading import LoadedModel
+from orca_jax import cli
+from orca_jax.model.loading import load_model
 from orca_jax.teacher.cache import AnswerCache
 from orca_jax.teacher.client import SamplingParams
 from orca_jax.teacher.jobs import TraceRequest, run_job
@@ -31,8 +32,8 @@ def tiny(tmp_path_factory):
     torch.manual_seed(0)
     reference = transformers.LlamaForCausalLM(config).eval()
     reference.save_pretrained(folder)
-    ours_config, params = load_hf_folder(str(folder))
-    return LoadedModel(ours_config, params, tiny_tokenizer(), "hf", str(folder)), reference
+    tiny_tokenizer().save(folder)  # with it, the folder is a model any command can load
+    return load_model(str(folder)), reference
 
 
 def _reference_topk(reference, prompt, response):
@@ -106,3 +107,23 @@ def test_trace_job_with_a_local_teacher_stores_top_k_per_response_token(tiny, tm
         ids, values, _ = _reference_topk(reference, prompt, token_ids)
         np.testing.assert_array_equal(np.array(t["teacher_topk_ids"]), ids)
         np.testing.assert_allclose(np.array(t["teacher_topk_logprobs"]), values, atol=1e-4)
+
+
+def test_generate_traces_command_with_a_local_teacher(tiny, tmp_path):
+    loaded, _ = tiny
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "turns": [{"role": "user", "content": f"Take {i} steps."}]})
+                               + "\n" for i in range(3)))
+    (tmp_path / "messages.json").write_text(json.dumps(["Think step by step."]))
+    argv = ["generate-traces", "--prompts", str(prompts), "--teacher", loaded.path, "--system-messages",
+            str(tmp_path / "messages.json"), "--out", str(tmp_path / "out.jsonl"), "--topk", "3", "--max_tokens", "6",
+            "--temperature", "0", "--no_progress"]
+    assert cli.main(argv) == 0
+    traces = [json.loads(line) for path in ("out.jsonl", "out.rejected.jsonl") for line in open(tmp_path / path)]
+    assert sorted(t["id"] for t in traces) == ["q0", "q1", "q2"]
+    for t in traces:
+        assert t["teacher"] == os.path.basename(loaded.path) and len(t["teacher_topk_ids"][0]) == 3
+        assert len(t["teacher_topk_ids"]) == len(t["metadata"]["generation"]["response_token_ids"])
+    before = [(tmp_path / p).read_text() for p in ("out.jsonl", "out.rejected.jsonl")]
+    assert cli.main(argv) == 0  # everything is written: nothing asked or written again
+    assert [(tmp_path / p).read_text() for p in ("out.jsonl", "out.rejected.jsonl")] == before

@@ -75,11 +75,12 @@ def rejected_path(out_path: str) -> str:
 
 
 class _AppendOnlyJsonl:
-    """JSONL appended one fsynced line at a time; a partial last line left by a kill is cut on open."""
+    """JSONL appended one fsynced line at a time; a partial last line left by a kill is cut on open.
+    `keys` maps each trace id already in the file to the request key it was generated for."""
 
     def __init__(self, path: str):
         self.path = path
-        self.ids = set()
+        self.keys: dict[str, str | None] = {}
         if os.path.exists(path):
             with open(path, "rb") as f:
                 data = f.read()
@@ -87,21 +88,24 @@ class _AppendOnlyJsonl:
             if len(complete) != len(data):
                 with open(path, "r+b") as f:
                     f.truncate(len(complete))
-            self.ids = {json.loads(line)["id"] for line in complete.decode("utf-8").splitlines() if line.strip()}
+            for line in complete.decode("utf-8").splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    self.keys[record["id"]] = record.get("metadata", {}).get("generation", {}).get("request_key")
         self._file = open(path, "a", encoding="utf-8")
 
     def append(self, record: dict) -> None:
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
-        self.ids.add(record["id"])
+        self.keys[record["id"]] = record["metadata"]["generation"]["request_key"]
 
     def close(self) -> None:
         self._file.close()
 
 
 def make_trace(request: TraceRequest, outcome: ChatOutcome, *, teacher: str, model: str,
-               sampling: SamplingParams) -> Trace:
+               sampling: SamplingParams, key: str) -> Trace:
     """The trace with everything needed to know how it was produced (in `metadata["generation"]`)."""
     prompt = request.prompt
     turns = [dict(t) for t in request.turns]
@@ -113,7 +117,7 @@ def make_trace(request: TraceRequest, outcome: ChatOutcome, *, teacher: str, mod
         "strategy": request.strategy, "status": outcome.status, "finish_reason": outcome.finish_reason,
         "error": outcome.error, "attempts": outcome.attempts, "started_at": outcome.started_at,
         "finished_at": outcome.finished_at, "prompt_tokens": outcome.prompt_tokens,
-        "completion_tokens": outcome.completion_tokens,
+        "completion_tokens": outcome.completion_tokens, "request_key": key,
     }
     if outcome.token_ids is not None:  # aligns the top-k rows with the tokens they were captured at
         generation["response_token_ids"] = outcome.token_ids
@@ -146,7 +150,14 @@ async def run_job(requests: Sequence[TraceRequest], teacher: Teacher, *, model: 
     requests, keys = _unique_requests(requests, keys)
     good, bad = _AppendOnlyJsonl(out_path), _AppendOnlyJsonl(rejected_path(out_path))
     summary = JobSummary(total=len(requests))
-    settled = [r.prompt.id in good.ids or r.prompt.id in bad.ids for r in requests]
+    written = {**good.keys, **bad.keys}
+    settled = [r.prompt.id in written for r in requests]
+    for request, key in zip(requests, keys):
+        if written.get(request.prompt.id, key) != key:
+            good.close()
+            bad.close()
+            raise UserError(f"{out_path}: trace {request.prompt.id!r} there was generated with other settings "
+                            "(teacher, model, sampling, system message or prompt); write to a new --out")
     summary.already_written = sum(settled)
     ready: dict[int, ChatOutcome] = {}
     next_to_write = 0
@@ -163,7 +174,8 @@ async def run_job(requests: Sequence[TraceRequest], teacher: Teacher, *, model: 
             next_to_write += 1
 
     def write(index: int, outcome: ChatOutcome) -> None:
-        trace = make_trace(requests[index], outcome, teacher=teacher.name, model=model, sampling=sampling)
+        trace = make_trace(requests[index], outcome, teacher=teacher.name, model=model, sampling=sampling,
+                           key=keys[index])
         (good if outcome.status == STATUS_OK else bad).append(trace.to_json())
         summary.written += outcome.status == STATUS_OK
         summary.rejected += outcome.status != STATUS_OK
