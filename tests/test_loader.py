@@ -163,3 +163,25 @@ def test_loader_runs_without_tensorflow_or_seqio(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=dict(os.environ, PYTHONPATH=root))
     assert result.returncode == 0, result.stderr
+
+
+def test_prefetcher_hands_out_the_same_batches_with_exact_state():
+    from orca_jax.data.loader import Prefetcher
+
+    ex = _examples(50)
+    plain = PackedLoader.from_examples(ex, seed=7, **KW)
+    expected, states = [], []
+    for _ in range(12):
+        expected.append(next(plain))
+        states.append(plain.state())
+    ahead = Prefetcher(PackedLoader.from_examples(ex, seed=7, **KW), depth=3)
+    got = _take(ahead, 5)
+    assert ahead.state() == states[4]  # not the state of the batches prepared ahead
+    ahead.restore(states[2])
+    got += _take(ahead, 9)
+    _same(got, expected[:5] + expected[3:12])
+    ahead.close()
+    finite = Prefetcher(PackedLoader.from_examples(ex, seed=7, num_epochs=1, **KW))
+    assert len(list(finite)) == PackedLoader.from_examples(ex, seed=7, num_epochs=1, **KW).steps_per_epoch
+    with pytest.raises(StopIteration):
+        next(finite)

@@ -117,7 +117,7 @@ class PackedLoader:
         self.planner = BufferedPlanner(seq_len, buffer_size)
         # A piece's global reference: store s's piece p is base[s] + p.
         self.base = np.concatenate([[0], np.cumsum([len(p) for p in self.pieces])]).astype(np.int64)
-        self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._perm_cache: dict[int, tuple[int, np.ndarray]] = {}  # store -> (epoch, order)
         self._choice_cache: tuple[int, np.ndarray] | None = None
         self._stream = {"slot": 0, "positions": [0] * len(self.pieces), "buffer": [], "pending": [], "batches": 0}
         self.stats = {"dropped_too_long": sum(p.dropped for p in self.pieces), "split_too_long": sum(p.split for p in self.pieces),
@@ -138,12 +138,12 @@ class PackedLoader:
     # ------------------------------------------------------------------ the example stream
 
     def _permutation(self, store: int, epoch: int) -> np.ndarray:
-        key = (store, epoch)
-        if key not in self._perm_cache:
+        cached = self._perm_cache.get(store)
+        if cached is None or cached[0] != epoch:  # each task keeps only its current epoch's order
             n = len(self.pieces[store])
             perm = np.random.default_rng([self.seed, 0, store, epoch]).permutation(n) if self.shuffle else np.arange(n)
-            self._perm_cache = {key: perm}  # only the current epoch's order is needed
-        return self._perm_cache[key]
+            cached = self._perm_cache[store] = (epoch, perm)
+        return cached[1]
 
     def _choose_store(self, slot: int) -> int:
         if len(self.pieces) == 1:
@@ -284,3 +284,75 @@ def make_loader(mixture_or_task_name: str, *, cache_root: str | None = None, seq
     if rates is None:
         return PackedLoader(directory, **common)
     return PackedLoader.from_mixture({os.path.join(directory, task): rate for task, rate in rates.items()}, **common)
+
+
+class Prefetcher:
+    """Runs a PackedLoader `depth` batches ahead on a background thread, so the training step
+    does not wait for packing. `state()` is the state after the last batch *handed out* (not the
+    last one prepared), so checkpoints stay exact."""
+
+    _DONE = object()
+
+    def __init__(self, loader: PackedLoader, depth: int = 2):
+        self.loader, self.depth = loader, depth
+        self._consumed_state = loader.state()
+        self._start()
+
+    def _start(self) -> None:
+        import queue
+        import threading
+
+        self._queue: "queue.Queue" = queue.Queue(maxsize=self.depth)
+        self._stop = threading.Event()
+
+        def work():
+            try:
+                for batch in self.loader:
+                    if self._stop.is_set():
+                        return
+                    self._queue.put((batch, self.loader.state()))
+            except BaseException as e:  # handed to the consumer, raised there
+                self._queue.put((e, None))
+                return
+            self._queue.put((self._DONE, None))
+
+        self._thread = threading.Thread(target=work, name="orca-jax-prefetch", daemon=True)
+        self._thread.start()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        item, state = self._queue.get()
+        if item is self._DONE:
+            self._queue.put((self._DONE, None))  # stay exhausted
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        self._consumed_state = state
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                self._queue.get_nowait()
+            except Exception:
+                self._thread.join(timeout=0.01)
+
+    def state(self) -> dict[str, Any]:
+        return self._consumed_state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.close()
+        self.loader.restore(state)
+        self._consumed_state = state
+        self._start()
+
+    @property
+    def stats(self) -> dict:
+        return self.loader.stats
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.loader.steps_per_epoch
