@@ -6,7 +6,7 @@ import pytest
 
 from orca_jax.data.system_messages import (
     CAUTIOUS_SYSTEM_MESSAGE, ORCA1_SYSTEM_MESSAGES, ORCA2_STRATEGIES, erase_prompt, erasing_policy, orca1_choices,
-    pick_orca1_system_message, strategy_instruction,
+    orca1_system_message_for, pick_orca1_system_message, strategy_instruction,
 )
 from orca_jax.data.traces import Trace
 from orca_jax.errors import UserError
@@ -35,6 +35,14 @@ def test_assignment_per_sub_collection(source, multiple_choice, expected):
     rng = random.Random(0)
     drawn = {pick_orca1_system_message(source, multiple_choice, rng)[0] for _ in range(500)}
     assert drawn == expected  # uniform draw reaches every allowed message and nothing else
+
+
+def test_flan_prompts_get_messages_of_their_collection():
+    rng = random.Random(1)
+    with_options = Trace(id="1", turns=[{"role": "user", "content": "q"}], category="Flan2021", metadata={"template_type": "zs_opt"})
+    without = Trace(id="2", turns=[{"role": "user", "content": "q"}], category="Flan2021", metadata={"template_type": "zs_noopt"})
+    assert {orca1_system_message_for(with_options, rng)[0] for _ in range(300)} == {3, 4, 7, 8, 10}
+    assert {orca1_system_message_for(without, rng)[0] for _ in range(300)} == {3, 4, 7}
 
 
 def test_unknown_collection_and_strategy_are_user_errors():

@@ -85,6 +85,18 @@ def pick_orca1_system_message(collection: str, multiple_choice: bool, rng: rando
     return number, ORCA1_SYSTEM_MESSAGES[number]
 
 
+def flan_is_multiple_choice(template_type: str) -> bool:
+    """FLAN's `_template_type` marks templates that list the answer options with `opt`
+    (zs_opt, fs_opt); those are the multiple-choice prompts messages 8 and 10 are meant for."""
+    return template_type.endswith("_opt")
+
+
+def orca1_system_message_for(prompt, rng: random.Random) -> tuple[int, str]:
+    """(number, text) for a FLAN prompt Trace as read by the `flan` reader (collection in
+    `category`, template type in metadata)."""
+    return pick_orca1_system_message(prompt.category, flan_is_multiple_choice(prompt.metadata.get("template_type", "")), rng)
+
+
 def strategy_instruction(name: str) -> str:
     if name not in ORCA2_STRATEGIES:
         raise UserError(f"strategy: expected one of {', '.join(ORCA2_STRATEGIES)}, got {name!r}")
