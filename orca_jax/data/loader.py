@@ -52,20 +52,16 @@ class _Pieces:
         long = lengths > seq_len
         self.dropped = int(long.sum()) if too_long == "drop" else 0
         self.split = int(long.sum()) if too_long == "split" else 0
-        example, start, end = [], [], []
-        short = np.flatnonzero(~long & (lengths > 0))
         if too_long == "split" and self.split:
-            for i in range(len(lengths)):
-                n = int(lengths[i])
-                if n == 0:
-                    continue
-                if n <= seq_len:
-                    example.append(i), start.append(0), end.append(n)
-                    continue
-                for s in range(0, n - 1, seq_len - 1):
-                    example.append(i), start.append(s), end.append(min(s + seq_len, n))
-            self.example, self.start, self.end = (np.asarray(a, np.int64) for a in (example, start, end))
+            windows = []  # (example, start, end)
+            for i, n in enumerate(lengths.tolist()):
+                if 0 < n <= seq_len:
+                    windows.append((i, 0, n))
+                elif n > seq_len:
+                    windows += [(i, s, min(s + seq_len, n)) for s in range(0, n - 1, seq_len - 1)]
+            self.example, self.start, self.end = np.asarray(windows, np.int64).reshape(-1, 3).T
         else:
+            short = np.flatnonzero(~long & (lengths > 0))
             self.example, self.start, self.end = short, np.zeros(len(short), np.int64), lengths[short]
         self.length = self.end - self.start
         self.store = store
