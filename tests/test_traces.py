@@ -35,6 +35,7 @@ def test_openorca_jsonl_and_parquet(tmp_path):
     assert [t.id for t in traces] == ["flan.1", "cot.7"]
     assert traces[0].system == "You are an AI assistant." and traces[0].response == "2+2 is 4."
     assert traces[1].turns[0]["content"] == "Ünïcode? 日本" and traces[0].source == "oo"
+    assert [t.category for t in traces] == ["flan", "cot"]  # sub-collection from the OpenOrca id
     parquet = str(tmp_path / "oo.parquet")
     pq.write_table(pa.Table.from_pylist(OPENORCA), parquet)
     from_parquet = _roundtrip(tmp_path, parquet)

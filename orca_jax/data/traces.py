@@ -29,6 +29,7 @@ FORMATS = ("orca_jax", "openorca", "openai", "sharegpt", "flan")
 ROLES = ("user", "assistant")
 ON_BAD_RECORD = ("raise", "skip")
 
+_OPENORCA_COLLECTIONS = ("cot", "niv", "t0", "flan")
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
@@ -182,8 +183,11 @@ def _parse_orca_jax(rec: dict, where, source: str) -> Trace:
 
 def _parse_openorca(rec: dict, where, source: str) -> Trace:
     response = _require(rec, "response", where, allow_empty=False)
+    rid = str(_require(rec, "id", where, (str, int)))
+    prefix = rid.split(".", 1)[0]  # OpenOrca ids name the FLAN sub-collection: "cot.123", "niv.5", ...
     return Trace(
-        id=str(_require(rec, "id", where, (str, int))),
+        id=rid,
+        category=prefix if prefix in _OPENORCA_COLLECTIONS and "." in rid else "",
         system=_optional_str(rec, "system_prompt", where),
         turns=[{"role": "user", "content": _require(rec, "question", where, allow_empty=False)}, {"role": "assistant", "content": response}],
         source=source,
