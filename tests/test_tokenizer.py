@@ -178,7 +178,6 @@ def test_save_and_load_without_bos(tmp_path):
     backend = BackendTokenizer(models.WordLevel({"[PAD]": 0, "<|im_end|>": 1, "a": 2, "b": 3}, unk_token="[PAD]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.add_special_tokens(["[PAD]", "<|im_end|>"])
-
     template = "{% for m in messages %}{{ m['content'] }}<|im_end|>{% endfor %}"
     tok = Tokenizer(backend, eos_id=1, pad_id=0, chat_template=template)
     tok.save(tmp_path)
@@ -197,3 +196,44 @@ def test_stop_ids_include_template_end_of_turn(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(
         {"bos_token": "<s>", "eos_token": "</s>", "chat_template": "{{ messages[0]['content'] }}<|im_end|>"}))
     assert load_tokenizer(tmp_path).stop_ids == [2, 3]
+
+
+@pytest.mark.parametrize("pre", ["default", "llama-bpe", "qwen2"])
+def test_gguf_byte_level_pre_tokenizer_splits_match_transformers(tmp_path, pre):
+    # A byte-level BPE trained here, written as GGUF the way llama.cpp does; the `pre` name picks
+    # the split regex (digits in threes for llama-bpe, singly for qwen2), which must match transformers.
+    from tokenizers import decoders, trainers
+
+    backend = BackendTokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    corpus = ["In 2024, 12345 apples cost $67.89 each; don't they'll we've", "Hello   world\n\n  tabs\there"] * 20
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(corpus, trainer)
+    model = json.loads(backend.to_str())["model"]
+    tokens = [t for t, _ in sorted(model["vocab"].items(), key=lambda kv: kv[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+
+    gguf = pytest.importorskip("gguf")
+    path = tmp_path / "bpe.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types([3] + [1] * (len(tokens) - 1))
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(0)
+    writer.add_eos_token_id(0)
+    writer.add_tensor("token_embd.weight", np.zeros((len(tokens), 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    ours = load_tokenizer(path)
+    ref = transformers.AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=path.name)
+    for text in ["In 2024, 12345 apples cost $67.89!", "don't   they'll\n\n\tWe've 1234567<|endoftext|>x"]:
+        assert ours.encode(text) == ref(text)["input_ids"], text
+    pieces = [p for p, _ in ours.backend.pre_tokenizer.pre_tokenize_str("1234567")]
+    assert len(pieces) == {"default": 1, "llama-bpe": 3, "qwen2": 7}[pre]
