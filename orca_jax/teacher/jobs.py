@@ -142,88 +142,110 @@ def _unique_requests(requests: Sequence[TraceRequest], keys: list[str]) -> tuple
     return out, out_keys
 
 
+class _OrderedTraceWriter:
+    """Writes finished requests to the good / rejected files in request order.
+
+    A request is `settled` once written (now or by an earlier run) or given up in this run;
+    answers that finish early wait in `ready` until every request before them is settled, so
+    a resumed run's files equal an uninterrupted run's.
+    """
+
+    def __init__(self, requests, keys, out_path: str, trace_fn):
+        self.requests, self.keys, self.trace_fn = requests, keys, trace_fn
+        self.good, self.bad = _AppendOnlyJsonl(out_path), _AppendOnlyJsonl(rejected_path(out_path))
+        written = {**self.good.keys, **self.bad.keys}
+        for request, key in zip(requests, keys):
+            if written.get(request.prompt.id, key) != key:
+                self.close()
+                raise UserError(f"{out_path}: trace {request.prompt.id!r} there was generated with other settings "
+                                "(teacher, model, sampling, system message or prompt); write to a new --out")
+        self.settled = [r.prompt.id in written for r in requests]
+        self.ready: dict[int, ChatOutcome] = {}
+        self.next_index = 0
+        self.written = self.rejected = 0
+
+    def finish(self, index: int, outcome: ChatOutcome) -> None:
+        self.ready[index] = outcome
+        self._flush()
+
+    def give_up(self, index: int) -> None:
+        """Not cached, not written: the next run asks again; later requests need not wait for it."""
+        self.settled[index] = True
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.next_index < len(self.requests) and (self.settled[self.next_index] or self.next_index in self.ready):
+            if self.next_index in self.ready:
+                outcome = self.ready.pop(self.next_index)
+                trace = self.trace_fn(self.requests[self.next_index], outcome, self.keys[self.next_index])
+                if outcome.status == STATUS_OK:
+                    self.good.append(trace.to_json())
+                    self.written += 1
+                else:
+                    self.bad.append(trace.to_json())
+                    self.rejected += 1
+                self.settled[self.next_index] = True
+            self.next_index += 1
+
+    def close(self) -> None:
+        self.good.close()
+        self.bad.close()
+
+
 async def run_job(requests: Sequence[TraceRequest], teacher: Teacher, *, model: str, sampling: SamplingParams,
                   out_path: str, cache: AnswerCache, progress: bool = True) -> JobSummary:
+    """Asks `teacher` every request not yet in `out_path` (or its rejected file) nor in `cache`."""
     keys = [request_key(teacher=teacher.name, model=model, sampling=sampling.as_dict(),
                         system_message=r.system_message, prompt=json.dumps(r.turns, ensure_ascii=False))
             for r in requests]
     requests, keys = _unique_requests(requests, keys)
-    good, bad = _AppendOnlyJsonl(out_path), _AppendOnlyJsonl(rejected_path(out_path))
-    summary = JobSummary(total=len(requests))
-    written = {**good.keys, **bad.keys}
-    settled = [r.prompt.id in written for r in requests]
-    for request, key in zip(requests, keys):
-        if written.get(request.prompt.id, key) != key:
-            good.close()
-            bad.close()
-            raise UserError(f"{out_path}: trace {request.prompt.id!r} there was generated with other settings "
-                            "(teacher, model, sampling, system message or prompt); write to a new --out")
-    summary.already_written = sum(settled)
-    ready: dict[int, ChatOutcome] = {}
-    next_to_write = 0
+    writer = _OrderedTraceWriter(requests, keys, out_path, lambda request, outcome, key: make_trace(
+        request, outcome, teacher=teacher.name, model=model, sampling=sampling, key=key))
+    summary = JobSummary(total=len(requests), already_written=sum(writer.settled))
     bar = tqdm.tqdm(total=len(requests), initial=summary.already_written, unit="trace", disable=not progress,
                     file=sys.stderr, dynamic_ncols=True)
 
-    def flush_in_order() -> None:
-        # Write in prompt order so that a resumed run's file equals an uninterrupted one's;
-        # `settled` entries (written before, or given up in this run) do not hold the line.
-        nonlocal next_to_write
-        while next_to_write < len(requests) and (settled[next_to_write] or next_to_write in ready):
-            if next_to_write in ready:
-                write(next_to_write, ready.pop(next_to_write))
-            next_to_write += 1
-
-    def write(index: int, outcome: ChatOutcome) -> None:
-        trace = make_trace(requests[index], outcome, teacher=teacher.name, model=model, sampling=sampling,
-                           key=keys[index])
-        (good if outcome.status == STATUS_OK else bad).append(trace.to_json())
-        summary.written += outcome.status == STATUS_OK
-        summary.rejected += outcome.status != STATUS_OK
-        settled[index] = True
-
     def finish(index: int, outcome: ChatOutcome) -> None:
-        ready[index] = outcome
         summary.prompt_tokens += outcome.prompt_tokens
         summary.completion_tokens += outcome.completion_tokens
         bar.update(1)
         bar.set_postfix(tokens=summary.completion_tokens, retries=teacher.retries, refresh=False)
-        flush_in_order()
+        writer.finish(index, outcome)
 
-    to_query = []
-    for index, key in enumerate(keys):
-        if settled[index]:
-            continue
-        cached = cache.get(key)
-        if cached is None:
-            to_query.append(index)
-        else:
-            summary.from_cache += 1
-            finish(index, cached)
-    pending = iter(to_query)  # shared by the workers: each index is taken once
-
-    async def worker():
+    async def worker(pending):
         for index in pending:
             try:
                 outcome = await teacher.complete(model, requests[index].messages(), sampling)
             except TeacherUnavailable as e:
                 summary.unfinished += 1
                 bar.write(f"teacher unavailable for {requests[index].prompt.id}: {e}", file=sys.stderr)
-                settled[index] = True  # not cached, not written: the next run asks again
-                flush_in_order()
+                writer.give_up(index)
                 continue
             summary.queried += 1
-            cache.put(keys[index], outcome)
+            cache.put(keys[index], outcome)  # durable before it is written, so it is never asked again
             finish(index, outcome)
 
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, teacher.parallelism))]
     try:
-        await asyncio.gather(*workers)
+        to_query = []
+        for index, key in enumerate(keys):
+            if not writer.settled[index]:
+                cached = cache.get(key)
+                if cached is None:
+                    to_query.append(index)
+                else:
+                    summary.from_cache += 1
+                    finish(index, cached)
+        pending = iter(to_query)  # shared by the workers: each index is taken once
+        workers = [asyncio.create_task(worker(pending)) for _ in range(max(1, teacher.parallelism))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
     finally:
-        for w in workers:
-            w.cancel()
         bar.close()
-        good.close()
-        bad.close()
+        writer.close()
+    summary.written, summary.rejected = writer.written, writer.rejected
     return summary
 
 
