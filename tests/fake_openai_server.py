@@ -1,7 +1,8 @@
 """A fake OpenAI-compatible chat server on 127.0.0.1 for teacher tests, with scheduled faults.
 
 The answer to a request is a pure function of (model, system message, prompt), so two runs
-can be compared. `faults(prompt, attempt)` chooses what the n-th request (0-based) for a
+can be compared; with `upstream` (a base URL) it is a fault-injecting proxy instead, passing
+"ok" requests on to a real server. `faults(prompt, attempt)` chooses what the n-th request (0-based) for a
 prompt gets: "ok", "429", "500", "drop" (connection closed with no response), "malformed"
 (200 with a non-JSON body), "length" (cut off by max_tokens). Every request is logged.
 """
@@ -10,6 +11,7 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -19,11 +21,12 @@ def answer_for(model: str, system: str, prompt: str) -> str:
 
 class FakeOpenAIServer:
     def __init__(self, faults=lambda prompt, attempt: "ok", *, retry_after="0.2", delay_s=0.0,
-                 expected_api_key=None):
+                 expected_api_key=None, upstream=None):
         self.faults = faults
         self.retry_after = retry_after
         self.delay_s = delay_s
         self.expected_api_key = expected_api_key
+        self.upstream = upstream
         self.log = []  # (monotonic arrival time, prompt, action)
         self._lock = threading.Lock()
         self._attempts = {}
@@ -71,6 +74,11 @@ class FakeOpenAIServer:
                     return
                 if action == "malformed":
                     return self._send_raw(200, b'{"choices": [{"message": ')
+                if server.upstream:
+                    forwarded = urllib.request.Request(f"{server.upstream}/chat/completions", json.dumps(body).encode(),
+                                                       {"Content-Type": "application/json"})
+                    with urllib.request.urlopen(forwarded) as r:
+                        return self._send_raw(r.status, r.read())
                 text = answer_for(body["model"], system, prompt)
                 self._send(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "model": body["model"],

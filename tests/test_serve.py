@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 
+from fake_openai_server import FakeOpenAIServer
 from orca_jax import cli, serve
 from orca_jax.model.loading import load_model
 from orca_jax.teacher.local_teacher import LocalTeacher
@@ -115,7 +116,7 @@ def tiny_folder(tmp_path_factory):
     return str(folder)
 
 
-def test_serve_command_and_generate_traces_against_it(tiny_folder, tmp_path, monkeypatch, capsys):
+def test_serve_command_and_generate_traces_through_a_fault_proxy(tiny_folder, tmp_path, monkeypatch, capsys):
     env = {**os.environ, "PYTHONPATH": REPO}
     server = subprocess.Popen([sys.executable, "-m", "orca_jax.cli", "serve", "--model", tiny_folder, "--port", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -131,15 +132,21 @@ def test_serve_command_and_generate_traces_against_it(tiny_folder, tmp_path, mon
         prompts.write_text("".join(json.dumps({"id": f"q{i}", "turns": [{"role": "user", "content": q}]}) + "\n"
                                    for i, q in enumerate(questions)))
         (tmp_path / "messages.json").write_text(json.dumps(["Think step by step."]))
-        subprocess.run([sys.executable, "-m", "orca_jax.cli", "generate-traces", "--prompts", str(prompts),
-                        "--teacher", url, "--model", "tiny", "--system-messages",
-                        str(tmp_path / "messages.json"), "--out", str(tmp_path / "out.jsonl"), "--temperature", "0",
-                        "--max_tokens", "10", "--no_progress"], env=env, check=True, capture_output=True)
+        # Every prompt meets a 429 with Retry-After, a 500 and a dropped connection before the real server.
+        schedule = ["429", "500", "drop", "ok"]
+        with FakeOpenAIServer(lambda p, n: schedule[min(n, 3)], retry_after="0.1", upstream=url) as proxy:
+            subprocess.run([sys.executable, "-m", "orca_jax.cli", "generate-traces", "--prompts", str(prompts),
+                            "--teacher", proxy.url, "--model", "tiny", "--system-messages",
+                            str(tmp_path / "messages.json"), "--out", str(tmp_path / "out.jsonl"),
+                            "--temperature", "0", "--max_tokens", "10", "--backoff_base", "0.05", "--no_progress"],
+                           env=env, check=True, capture_output=True)
+            assert sorted(a for _, _, a in proxy.log) == sorted(schedule * len(questions))
     finally:
         server.terminate()
         server.wait(30)
     traces = [json.loads(line) for path in ("out.jsonl", "out.rejected.jsonl") for line in open(tmp_path / path)]
     loaded = load_model(tiny_folder)
+    assert sorted(t["id"] for t in traces) == ["q0", "q1"]  # exactly one trace per prompt
     for trace, q in zip(sorted(traces, key=lambda t: t["id"]), questions):
         messages = [{"role": "system", "content": "Think step by step."}, {"role": "user", "content": q}]
         assert trace["turns"][-1]["content"] == _orca_jax_generate(monkeypatch, capsys, loaded, messages, 10)

@@ -35,6 +35,8 @@ def add_arguments(p):
     p.add_argument("--api_key_env", default="OPENAI_API_KEY", help="environment variable holding the API key "
                    "(the key is only sent in the Authorization header, never written anywhere)")
     p.add_argument("--max_retries", type=int, default=8)
+    p.add_argument("--backoff_base", type=float, default=1.0,
+                   help="seconds: retry n waits up to base * 2**n (at most 60 s; at least the server's Retry-After)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per request attempt")
     p.add_argument("--topk", type=int, default=0, help="local teacher: store the top-k log-probs per response token")
     p.add_argument("--max_batch", type=int, default=32, help="local teacher: prompts generated together")
@@ -51,7 +53,7 @@ def run(args):
         requests, teacher=args.teacher, model=args.model, sampling=sampling, out_path=args.out,
         cache_path=args.cache, progress=not args.no_progress, concurrency=args.concurrency,
         requests_per_minute=args.requests_per_minute, api_key_env=args.api_key_env,
-        max_retries=args.max_retries, timeout_s=args.timeout, topk=args.topk, max_batch=args.max_batch)
+        max_retries=args.max_retries, backoff_base_s=args.backoff_base, timeout_s=args.timeout, topk=args.topk, max_batch=args.max_batch)
     print(json.dumps(vars(summary)))
     if summary.unfinished:
         print(f"{summary.unfinished} requests did not finish (teacher unavailable); "

@@ -259,7 +259,8 @@ def _is_url(teacher: str) -> bool:
 
 
 def open_teacher(teacher: str, *, concurrency: int = 8, requests_per_minute: float | None = None,
-                 api_key_env: str | None = "OPENAI_API_KEY", max_retries: int = 8, timeout_s: float = 600.0,
+                 api_key_env: str | None = "OPENAI_API_KEY", max_retries: int = 8, backoff_base_s: float = 1.0,
+                 timeout_s: float = 600.0,
                  topk: int = 0, max_batch: int = 32):
     """An async-context teacher: a `ChatClient` for an http(s) URL, else a local model loaded in-process."""
     if _is_url(teacher):
@@ -268,7 +269,8 @@ def open_teacher(teacher: str, *, concurrency: int = 8, requests_per_minute: flo
         from orca_jax.teacher.client import ChatClient
 
         return ChatClient(teacher, concurrency=concurrency, requests_per_minute=requests_per_minute,
-                          api_key_env=api_key_env, max_retries=max_retries, timeout_s=timeout_s)
+                          api_key_env=api_key_env, max_retries=max_retries, backoff_base_s=backoff_base_s,
+                          timeout_s=timeout_s)
     from orca_jax.teacher.local_teacher import LocalTeacher
 
     return LocalTeacher.load(teacher, max_batch=max_batch, topk=topk)
