@@ -7,6 +7,7 @@ import functools
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import gin
@@ -15,6 +16,13 @@ import numpy as np
 from orca_jax.data.loader import PackedLoader
 
 VOCAB = 256
+
+# The trainer tests compile the same tiny programs many times (one jit per run/stage/mesh);
+# XLA's persistent cache turns every repeat into a load.
+import jax  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "orca_jax_test_xla_cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def progression_examples(n: int, seed: int, min_len: int = 5, max_len: int = 14, topk: int | None = None):
@@ -72,21 +80,27 @@ learning_rate_schedule.warmup_steps = 2
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_cli(args: list[str], devices: int = 1, timeout: int = 600, env_extra: dict | None = None,
-            prelude: str = "") -> subprocess.CompletedProcess:
-    """`orca-jax ARGS` in a fresh process with `devices` CPU devices and toy_loader registered."""
-    code = textwrap.dedent(f"""
+def cli_code(args: list[str], prelude: str = "") -> str:
+    """Python source that runs `orca-jax ARGS` with toy_loader registered."""
+    return textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {os.path.join(REPO, 'tests')!r})
         import trainer_support  # registers toy_loader with gin
         {prelude}
         from orca_jax.cli import main
-        sys.exit(main({args!r}))
+        sys.exit(main({[str(a) for a in args]!r}))
     """)
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               JAX_PLATFORMS="cpu", **(env_extra or {}))
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+
+
+def cli_env(devices: int = 1) -> dict:
+    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu",
+                PYTHONPATH=REPO)
+
+
+def run_cli(args: list[str], devices: int = 1, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`orca-jax ARGS` in a fresh process with `devices` CPU devices."""
+    return subprocess.run([sys.executable, "-c", cli_code(args)], cwd=REPO, env=cli_env(devices),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @functools.lru_cache(maxsize=1)
@@ -143,3 +157,26 @@ def max_relative_difference(a: dict, b: dict) -> float:
     of its own, while the tensor as a whole agrees to fp32 rounding."""
     assert a.keys() == b.keys()
     return max(float(np.linalg.norm(a[k] - b[k]) / max(np.linalg.norm(b[k]), 1e-30)) for k in a)
+
+
+def parse_tiny_gin(tmp_path, extra: str = "") -> None:
+    """Parse TINY_GIN (+ extra lines) the way `orca-jax train` does, in this process."""
+    from orca_jax.train import gin_setup
+    path = os.path.join(str(tmp_path), "run.gin")
+    with open(path, "w") as f:
+        f.write(TINY_GIN + extra)
+    gin_setup.parse([path], [f"MODEL_DIR = '{tmp_path}/unused'"])
+
+
+class SigtermAt:
+    """An eval hook that sends this process SIGTERM after step `step` (a preemption)."""
+
+    def __init__(self, step: int):
+        self.step, self.seen = step, []
+
+    def __call__(self, params, step):
+        from orca_jax.train.summary import params_sha256
+        self.seen.append((step, params_sha256(params)))
+        if step == self.step:
+            os.kill(os.getpid(), __import__("signal").SIGTERM)
+        return {}

@@ -173,7 +173,6 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
                                params=params, opt_state=opt_state)
     _write_model_files(model_dir, model, tokenizer)
 
-    summaries = []
     stop = trainer.GracefulStop()
     result = None
     with stop:
@@ -215,16 +214,29 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
                        "final_loss": result.last_metrics.get("loss"), "tokens_seen": result.tokens_seen,
                        "wall_seconds": result.wall_seconds, "skipped_steps": result.skipped_steps,
                        "params_sha256": params_sha256(state.params)}
-            write_summary(os.path.join(model_dir, "stages", f"{k}-{stage.name}"), summary)
-            summaries.append(summary)
+            write_summary(_stage_dir(model_dir, k, stage), summary)
     checkpointer.wait()
     checkpointer.close()
-    run_summary = {"final_step": step, "final_loss": summaries[-1]["final_loss"] if summaries else None,
-                   "tokens_seen": sum(s["tokens_seen"] for s in summaries),
+    summaries = [_stage_summary(model_dir, k, stage) for k, stage in enumerate(stages)]
+    run_summary = {"final_step": step, "final_loss": (summaries[-1] or {}).get("final_loss"),
+                   "tokens_seen": sum(s["tokens_seen"] for s in summaries if s),
                    "wall_seconds": time.perf_counter() - wall_start,
                    "params_sha256": params_sha256(state.params), "stages": summaries}
     write_summary(model_dir, run_summary)
     return run_summary
+
+
+def _stage_dir(model_dir: str, k: int, stage: Stage) -> str:
+    return os.path.join(model_dir, "stages", f"{k}-{stage.name}")
+
+
+def _stage_summary(model_dir: str, k: int, stage: Stage) -> dict | None:
+    """A finished stage's summary (stages finished before a restart included)."""
+    path = os.path.join(_stage_dir(model_dir, k, stage), "summary.json")
+    if not os.path.isfile(path):  # another host's disk in a multi-host run
+        return None
+    with open(path) as f:
+        return json.load(f)
 
 
 def _write_model_files(model_dir: str, model: DecoderConfig, tokenizer) -> None:
