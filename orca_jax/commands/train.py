@@ -6,14 +6,19 @@ GIN_PREFIX = "--gin."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable; found as given or under gin/)")
-    parser.add_argument("--gin_bindings", action="append", default=[], metavar="NAME=VALUE",
-                        help="gin binding (repeatable); the t5x spelling --gin.NAME=VALUE works too")
+    add_gin_arguments(parser)
     parser.add_argument("--coordinator_address", help="host:port of process 0 (multi-host)")
     parser.add_argument("--num_processes", type=int, help="number of processes (multi-host)")
     parser.add_argument("--process_id", type=int, help="this process's index (multi-host)")
     parser.add_argument("--auto_distributed", action="store_true",
                         help="let JAX detect the cluster (SLURM, Open MPI, TPU pod) and join it")
+
+
+def add_gin_arguments(parser: argparse.ArgumentParser) -> None:
+    """--gin_file (repeatable), --gin_bindings and the t5x-style --gin.NAME=VALUE family."""
+    parser.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable; found as given or under gin/)")
+    parser.add_argument("--gin_bindings", action="append", default=[], metavar="NAME=VALUE",
+                        help="gin binding (repeatable); the t5x spelling --gin.NAME=VALUE works too")
     # argparse cannot declare the open-ended `--gin.NAME=VALUE` family: collect it from the
     # arguments this parser does not know.
     parse_known = parser.parse_known_args
