@@ -122,3 +122,37 @@ def test_mixture_with_gin_erasing(data_dir, tmp_path, smollm2_path):
 def test_unknown_task_is_a_user_error(data_dir, tmp_path, smollm2_path, capsys):
     assert _run_prepare(data_dir, tmp_path / "c", smollm2_path, "--task", "traces_nope") == 2
     assert "traces_nope" in capsys.readouterr().err
+
+
+def test_teacher_topk_goes_through_prepare_into_packed_batches(tmp_path, smollm2_path):
+    from orca_jax.data.traces import Trace, write_traces
+
+    tok = load_tokenizer(smollm2_path)
+    rng = np.random.default_rng(0)
+    traces = []
+    for i in range(4):
+        trace = Trace(id=f"t{i}", system="Be brief.", turns=[{"role": "user", "content": f"Count to {i + 2}."},
+                                                             {"role": "assistant", "content": " ".join(map(str, range(1, i + 3)))}])
+        n = int(tokenize_trace(trace, tok, "chatml")["loss_weights"].sum()) - (1 if i else 0)  # t0 also covers end-of-turn
+        n -= 2 if i == 3 else 0  # t3's top-k does not match its response: skipped and counted
+        trace.teacher_topk_ids = rng.integers(0, 1000, (n, 2)).tolist()
+        trace.teacher_topk_logprobs = (-rng.random((n, 2))).round(4).tolist()
+        traces.append(trace)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_traces(str(data / "local_teacher.jsonl"), traces)
+    cache = tmp_path / "cache"
+    assert _run_prepare(data, cache, smollm2_path, "--task", "traces_local_teacher", "--on_bad_record", "skip") == 0
+    stored = ExampleCache(str(cache / "traces_local_teacher"))
+    assert len(stored) == 3 and stored.k == 2 and stored.metadata["skipped"] == 1
+    assert "teacher top-k has" in next(iter(stored.metadata["skipped_per_reason"]))
+    for i in range(3):
+        expected = tokenize_trace(traces[i], tok, "chatml")
+        for key in ("ids", "teacher_topk_ids", "teacher_topk_logprobs"):
+            np.testing.assert_array_equal(stored.example(i)[key], expected[key])
+    batch = next(make_loader("traces_local_teacher", cache_root=str(cache), seq_len=128, global_batch_size=1, seed=0,
+                             process_index=0, process_count=1))
+    assert batch["teacher_topk_ids"].shape == (1, 128, 2)
+    weighted = batch["loss_weights"][0] > 0
+    # Every weighted target has the teacher's distribution (finite log-probs in the first slot).
+    assert (batch["teacher_topk_logprobs"][0][weighted][:, 0] > -100).all()
