@@ -31,8 +31,9 @@ def user_message(example: Example, variant: str = "zero_shot") -> str:
         last = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[len(example.options) - 1]
         if not cot:
             return _choice_block(example) + f"\nA: Among A through {last}, the answer is"
-        return (_choice_block(example) + f"\n{STEP_BY_STEP} End your response with "
-                f"\"Therefore, among A through {last}, the answer is (X).\"")
+        # A placeholder such as "(X)" gets copied verbatim by small models; name the letters.
+        return (_choice_block(example) + f"\n{STEP_BY_STEP} End your response with \"Therefore, among A "
+                f"through {last}, the answer is\" followed by the letter of your choice.")
     if example.benchmark == "agieval":  # math (cloze)
         if not cot:
             return "Q: " + example.question + "\nA: The answer is"

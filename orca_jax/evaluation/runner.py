@@ -29,6 +29,7 @@ from orca_jax.evaluation.tables import write_predictions, write_summary
 from orca_jax.model.config import DecoderConfig
 from orca_jax.model.decoder import param_logical_axes
 
+
 def place_params(config: DecoderConfig, params):
     """Params sharded over the training mesh (gin's mesh shape and rules); unchanged on one device."""
     if jax.device_count() == 1:
@@ -54,6 +55,7 @@ def generate_texts(config: DecoderConfig, params, tokenizer, prompts: list[str],
     if too_long:
         raise UserError(f"prompt {too_long[0]} has {len(ids[too_long[0]])} tokens, at or over the model's context of {context}")
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    batch_size = min(batch_size, len(ids) or 1)  # no rows of padding copies for a short run
     texts = [""] * len(ids)
     eos = tokenizer.stop_ids  # EOS and the chat template's end-of-turn token, never a text pattern
     with tqdm(total=len(ids), desc="generate", unit="ex", disable=not progress) as bar:
