@@ -19,6 +19,7 @@ COMMANDS = {
     "convert": ("convert", "convert a model to a Hugging Face folder or an orca-jax (orbax) model folder"),
     "validate-traces": ("validate_traces", "read a trace file as training would; counts per source/system/strategy and every bad record"),
     "train": ("train", "train a student from gin files (t5x-style --gin_file / --gin.NAME=VALUE)"),
+    "plan": ("plan", "compile a gin run ahead of time for N simulated devices: memory per device, FLOPs, step and stage times"),
     "eval": ("eval", "zero-shot BBH / AGIEval / GSM8K with official-equivalent scoring, or re-score a predictions file"),
     "answer-prompts": ("answer_prompts", "a model's answers to open-ended prompt sets (Vicuna-80, Self-Instruct), for judge"),
     "judge": ("judge", "GPT-4-as-judge: candidate answers scored against references, both orders, in percent"),
