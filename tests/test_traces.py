@@ -60,6 +60,9 @@ def test_flan_prompt_collection(tmp_path):
     rec = {"inputs": "Premise: ... Options: - yes - no", "targets": "yes", "_task_source": "Flan2021",
            "_task_name": "anli_r1", "_template_type": "zs_opt"}
     (trace,) = _roundtrip(tmp_path, _jsonl(tmp_path / "flan.jsonl", [rec]), prompts=True)
+    parquet = str(tmp_path / "flan.parquet")
+    pq.write_table(pa.Table.from_pylist([rec]), parquet)
+    assert list(read_traces(parquet)) == [trace]
     assert trace.turns == [{"role": "user", "content": rec["inputs"]}] and trace.response == ""
     assert (trace.task, trace.category, trace.metadata) == ("anli_r1", "Flan2021", {"target": "yes", "template_type": "zs_opt"})
     # Written back as this project's format, a prompt is not a training trace.

@@ -1,8 +1,8 @@
 """Teacher traces: the `Trace` record, readers for the common trace formats, a JSONL writer.
 
-Formats (auto-detected from the file or named):
+Formats (auto-detected from the first record's keys, or named; files are JSONL or Parquet):
   orca_jax  this project's JSONL (what `write_traces` writes; round-trips every field)
-  openorca  `id`, `system_prompt`, `question`, `response` as JSONL or Parquet
+  openorca  `id`, `system_prompt`, `question`, `response`
   openai    `{"messages": [{"role", "content"}, ...]}` JSONL
   sharegpt  `{"conversations": [{"from", "value"}, ...]}` JSONL (system/human/gpt)
   flan      FLAN submix prompt files (`inputs`, `targets`, `_task_source`, `_task_name`,
@@ -314,7 +314,7 @@ def read_traces(path: str, format: str | None = None, on_bad_record: str = "rais
     """Yield the Traces in `path`. Bad records raise (`raise`) or are recorded in `report` and skipped.
 
     `require_response=False` accepts records without an assistant turn (prompt collections).
-    `format=None` detects it: Parquet is OpenOrca; JSONL by the first parseable record's keys.
+    `format=None` detects it from the first parseable record's keys (JSONL or Parquet rows).
     """
     if on_bad_record not in ON_BAD_RECORD:
         raise UserError(f"on_bad_record: expected one of {ON_BAD_RECORD}, got {on_bad_record!r}")
@@ -324,11 +324,8 @@ def read_traces(path: str, format: str | None = None, on_bad_record: str = "rais
         raise UserError(f"{path}: no such trace file")
     report = report if report is not None else ReadReport()
     source = source or _default_source(path)
-    is_parquet = path.endswith(".parquet")
-    if is_parquet and format not in (None, "openorca"):
-        raise UserError(f"{path}: Parquet is read as OpenOrca (id, system_prompt, question, response), not {format!r}")
-    records = _parquet_records(path) if is_parquet else _jsonl_records(path)
-    fmt = "openorca" if is_parquet else format
+    records = _parquet_records(path) if path.endswith(".parquet") else _jsonl_records(path)
+    fmt = format
     needs_response = require_response and fmt != "flan"
     for lineno, rec in records:
         where = (path, lineno)
