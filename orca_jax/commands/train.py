@@ -39,5 +39,5 @@ def run(args) -> int:
     partitioning.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id,
                                         auto_detect=args.auto_distributed)
     gin_setup.parse(args.gin_file, args.gin_bindings)
-    summary = curriculum.train()
+    summary = gin_setup.call(curriculum.train)
     return 143 if summary.get("preempted") else 0

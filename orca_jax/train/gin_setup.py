@@ -39,3 +39,12 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
         raise UserError(f"gin config: {' '.join(line.strip() for line in message)}") from None
     finally:
         root.setLevel(level)
+
+
+def call(configurable, *args, **kwargs):
+    """Call a gin configurable; a UserError from inside keeps its one line (gin appends
+    "In call to configurable ..." lines to every exception passing through it)."""
+    try:
+        return configurable(*args, **kwargs)
+    except UserError as e:
+        raise UserError(str(e).split("\n  In call to configurable")[0]) from None

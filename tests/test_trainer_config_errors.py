@@ -1,0 +1,43 @@
+"""Bad configuration fails before anything compiles, with one clear line (done-means 6)."""
+
+import pytest
+
+import trainer_support as ts
+from orca_jax.cli import main
+from orca_jax.model import decoder
+from orca_jax.train import trainer
+
+
+@pytest.fixture
+def no_compiling(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("reached model init / train-step compilation")
+    monkeypatch.setattr(decoder, "init_params", refuse)
+    monkeypatch.setattr(trainer, "ShardedStep", refuse)
+
+
+@pytest.mark.parametrize("binding, expected", [
+    ("train.not_a_parameter = 1", "not_a_parameter"),
+    ("no_such_configurable.x = 1", "no_such_configurable"),
+    ("mesh_shape.data = 3", "needs 3 devices, but 1 are available"),
+    ("mesh_shape.data = 0", "sizes must be positive"),
+    ("train.num_microbatches = 3", "batch size 8 must be divisible"),
+    ("MIXTURE_OR_TASK_NAME = 'missing'", "no prepared data for task 'missing'"),
+    ("train.loader_fn = @data_loader\ndata_loader.cache_root = '/nonexistent/cache'", "/nonexistent/cache"),
+])
+def test_bad_config_is_one_clear_error_before_compiling(tmp_path, capsys, no_compiling, binding, expected):
+    path = tmp_path / "run.gin"
+    path.write_text(ts.TINY_GIN + binding + "\n")
+    rc = main(["train", f"--gin_file={path}", f"--gin.MODEL_DIR='{tmp_path / 'model'}'"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("orca-jax train: error:") and expected in err, err
+
+
+def test_t5x_style_bindings_on_the_command_line(tmp_path, capsys, no_compiling):
+    path = tmp_path / "run.gin"
+    path.write_text(ts.TINY_GIN)
+    rc = main(["train", f"--gin_file={path}", f"--gin.MODEL_DIR='{tmp_path}'", "--gin.mesh_shape.tensor=2"])
+    assert rc == 2
+    assert "the fixed axes (2 devices) do not divide the 1 available devices" in capsys.readouterr().err
