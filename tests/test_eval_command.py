@@ -34,7 +34,7 @@ def test_eval_command_on_a_saved_model_then_rescore(tmp_path, capsys):
     tokenizer.save(model_dir)
     data, out = _data_dir(tmp_path), str(tmp_path / "out")
     assert main(["eval", "--model", model_dir, "--benchmarks", "bbh:navigate,gsm8k,mc", "--data_dir", data,
-                 "--out", out, "--batch_size", "2", "--max_new_tokens", "6", "--variant", "step_by_step", "--system", "cautious"]) == 0
+                 "--out", out, "--batch_size", "3", "--max_new_tokens", "6", "--variant", "step_by_step", "--system", "cautious"]) == 0
     printed = capsys.readouterr().out
     assert "| BIG-Bench Hard |" in printed and "| GSM8K |" in printed and "| Multiple choice |" in printed
     for name in OUTPUTS:

@@ -38,7 +38,7 @@ def test_evaluate_writes_consistent_outputs(tmp_path):
     out = tmp_path / "out"
     examples = load_examples(_bbh_dir(tmp_path), "bbh:navigate,bbh:word_sorting", limit=2)
     summary = evaluate(config, params, tokenizer, examples, out_dir=str(out), system="You are Orca.",
-                       batch_size=4, max_new_tokens=8, progress=False)
+                       batch_size=3, max_new_tokens=8, progress=False)
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [(r["task"], r["id"]) for r in records] == [("navigate", "navigate/0"), ("navigate", "navigate/1"),
                                                         ("word_sorting", "word_sorting/0"), ("word_sorting", "word_sorting/1")]
@@ -58,7 +58,7 @@ def test_evaluate_writes_consistent_outputs(tmp_path):
     assert rescore(str(out / "predictions.jsonl"), str(tmp_path / "rescored")) == summary
     # The trainer's hook: same predictions at a step, flat scalars for the metric writer.
     eval_fn = make_eval_fn(config, tokenizer, examples, str(tmp_path / "model_dir" / "eval"), system="You are Orca.",
-                           batch_size=4, max_new_tokens=8, progress=False)
+                           batch_size=3, max_new_tokens=8, progress=False)
     scalars = eval_fn(params, 100)
     assert scalars == {"bbh/average": summary["bbh"]["average"], "bbh/navigate": summary["bbh"]["tasks"]["navigate"]["accuracy"],
                        "bbh/word_sorting": summary["bbh"]["tasks"]["word_sorting"]["accuracy"]}
