@@ -123,3 +123,16 @@ def test_prompts_variants_and_system_message():
     assert "####" in user_message(gsm)
     with pytest.raises(ValueError):
         user_message(bbh, "few_shot")
+
+
+@needs_data
+def test_agieval_math_rule_scores_the_official_solutions_right():
+    from orca_jax.evaluation.scoring import score_prediction
+
+    rows = [json.loads(line) for line in open(os.path.join(DATA, "agieval", "math.jsonl"))]
+    wrong = [r["answer"] for r in rows
+             if not score_prediction("agieval", "math", r["other"]["solution"], r["answer"]).correct]
+    # Each reference solution ends in \boxed{answer}; only equation answers fail, because
+    # AGIEval keeps what follows "=" inside the box.
+    assert len(rows) == 1000 and wrong and all("=" in a for a in wrong)
+    assert len(wrong) <= 5
