@@ -50,6 +50,11 @@ def test_gsm8k_targets_are_the_final_numbers():
     assert len(examples) == 1319
     assert examples[0].target == "18"  # Janet's ducks: 16 - 3 - 4 = 9 eggs at $2
     assert all(e.target.lstrip("-").replace(".", "").isdigit() for e in examples)
+    from orca_jax.evaluation.scoring import score_prediction
+
+    solutions = [json.loads(line)["answer"] for line in open(os.path.join(DATA, "gsm8k", "test.jsonl"))]
+    scores = [score_prediction("gsm8k", "test", s, e.target) for s, e in zip(solutions, examples)]
+    assert all(s.correct and s.correct_flexible and s.format_ok for s in scores)  # reference solutions score 100%
 
 
 @needs_data
