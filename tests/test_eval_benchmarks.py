@@ -6,9 +6,9 @@ import os
 import pytest
 
 from orca_jax.errors import UserError
-from orca_jax.evaluation.benchmarks import AGIEVAL_ENGLISH_MC, BBH_TASKS, load_examples
+from orca_jax.evaluation.benchmarks import AGIEVAL_ENGLISH_MC, BBH_TASKS, Example, load_examples
 from orca_jax.evaluation.prompts import chat_messages, user_message
-from orca_jax.evaluation.scoring import read_predictions
+from orca_jax.evaluation.scoring import read_predictions, score_prediction
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 needs_data = pytest.mark.skipif(not os.path.isdir(DATA), reason="../shared/data is absent")
@@ -50,8 +50,6 @@ def test_gsm8k_targets_are_the_final_numbers():
     assert len(examples) == 1319
     assert examples[0].target == "18"  # Janet's ducks: 16 - 3 - 4 = 9 eggs at $2
     assert all(e.target.lstrip("-").replace(".", "").isdigit() for e in examples)
-    from orca_jax.evaluation.scoring import score_prediction
-
     solutions = [json.loads(line)["answer"] for line in open(os.path.join(DATA, "gsm8k", "test.jsonl"))]
     scores = [score_prediction("gsm8k", "test", s, e.target) for s, e in zip(solutions, examples)]
     assert all(s.correct and s.correct_flexible and s.format_ok for s in scores)  # reference solutions score 100%
@@ -115,8 +113,6 @@ def test_predictions_file_validation(tmp_path):
 
 
 def test_prompts_variants_and_system_message():
-    from orca_jax.evaluation.benchmarks import Example
-
     bbh = Example("bbh", "navigate", "n/0", "Take 1 step. Options:\n- Yes\n- No", "No")
     zero = user_message(bbh)
     cot = user_message(bbh, "step_by_step")
@@ -132,8 +128,6 @@ def test_prompts_variants_and_system_message():
 
 @needs_data
 def test_agieval_math_rule_scores_the_official_solutions_right():
-    from orca_jax.evaluation.scoring import score_prediction
-
     rows = [json.loads(line) for line in open(os.path.join(DATA, "agieval", "math.jsonl"))]
     wrong = [r["answer"] for r in rows
              if not score_prediction("agieval", "math", r["other"]["solution"], r["answer"]).correct]
