@@ -8,9 +8,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from eval_tiny_model import tiny_model
+from orca_jax.cli import main
 from orca_jax.errors import UserError
 from orca_jax.evaluation.judge import parse_scores, read_answers, run_judge
 from orca_jax.evaluation.prompt_sets import read_prompt_set
+from orca_jax.model.hf_convert import save_hf_folder
 
 KEY = "sk-judge-secret-42"
 
@@ -124,8 +127,6 @@ def test_missing_reference_and_bad_key(tmp_path, monkeypatch):
 
 
 def test_judge_command(tmp_path, monkeypatch, capsys):
-    from orca_jax.cli import main
-
     monkeypatch.setenv("JUDGE_KEY", KEY)
     cands = _write(tmp_path / "c.jsonl", [{"id": 1, "prompt": "p", "response": "detailed"}])
     refs = _write(tmp_path / "r.jsonl", [{"id": 1, "prompt": "p", "response": "brief"}])
@@ -155,10 +156,6 @@ def test_official_prompt_sets():
 
 
 def test_answer_prompts_command_writes_judge_candidates(tmp_path, capsys):
-    from eval_tiny_model import tiny_model
-    from orca_jax.cli import main
-    from orca_jax.model.hf_convert import save_hf_folder
-
     config, params, tokenizer = tiny_model()
     save_hf_folder(str(tmp_path / "m"), config, params)
     tokenizer.save(str(tmp_path / "m"))

@@ -3,6 +3,8 @@
 import csv
 import json
 import os
+import subprocess
+import sys
 
 from eval_tiny_model import tiny_model
 from orca_jax.evaluation.benchmarks import load_examples
@@ -87,9 +89,6 @@ print(json.dumps({"devices": jax.device_count(), "shardings": sorted(shardings),
 
 
 def test_sharded_parameters_give_the_same_predictions(tmp_path):
-    import subprocess
-    import sys
-
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, os.path.dirname(__file__), _bbh_dir(tmp_path)],
                             env=env, capture_output=True, text=True, timeout=600)
