@@ -84,6 +84,21 @@ def test_greedy_batched_equals_one_at_a_time_and_finish_reasons(tiny):
         assert (c.token_ids.index(end_of_turn) == len(c.token_ids) - 1) if ended else len(c.token_ids) == 6
 
 
+def test_requests_that_would_overflow_the_context_together_run_in_separate_batches(tiny):
+    loaded, _ = tiny
+    context = loaded.config.max_position_embeddings
+    long_prompt = GenerationRequest(tuple([9] * (context - 4)), max_tokens=4)
+    long_answer = GenerationRequest((5, 17), max_tokens=context - 64)
+
+    async def go():
+        async with LocalTeacher(loaded, max_batch=8, batch_wait_s=0.05) as teacher:
+            done = await asyncio.gather(teacher.generate(long_prompt), teacher.generate(long_answer))
+            return done, teacher._batches_run
+
+    (a, b), batches = asyncio.run(go())
+    assert batches == 2 and 0 < len(a.token_ids) <= 4 and len(b.token_ids) > 0
+
+
 def test_trace_job_with_a_local_teacher_stores_top_k_per_response_token(tiny, tmp_path):
     loaded, reference = tiny
     requests = [TraceRequest(prompt=Trace(id=f"q{i}", turns=[{"role": "user", "content": f"Sort the words: apple {i}"}]),

@@ -126,10 +126,7 @@ class LocalTeacher:
                 await asyncio.sleep(self.batch_wait_s)  # let requests that arrive together share a batch
             while not self._queue.empty():
                 waiting.append(self._queue.get_nowait())
-            # One generate call has one temperature and top-p: batch the requests that match the oldest.
-            head = waiting[0].request
-            batch = [p for p in waiting if (p.request.temperature, p.request.top_p) == (head.temperature, head.top_p)]
-            batch = batch[:self.max_batch]
+            batch = self._next_batch(waiting)
             for p in batch:
                 waiting.remove(p)
             rng = jax.random.fold_in(self._rng, self._batches_run)
@@ -145,6 +142,22 @@ class LocalTeacher:
             for p, result in zip(batch, results):
                 if not p.future.done():  # the caller may have gone away
                     p.future.set_result(result)
+
+    def _next_batch(self, waiting) -> list[_Pending]:
+        """The oldest request and the waiting ones that can share its `generate` call: same temperature
+        and top-p, and the batch's longest prompt plus largest max_tokens within the context."""
+        head = waiting[0].request
+        context = self.model.config.max_position_embeddings
+        batch, longest, budget = [], 0, 0
+        for p in waiting:
+            r = p.request
+            fits = max(longest, len(r.prompt_ids)) + max(budget, r.max_tokens) <= context
+            if (r.temperature, r.top_p) == (head.temperature, head.top_p) and fits:
+                batch.append(p)
+                longest, budget = max(longest, len(r.prompt_ids)), max(budget, r.max_tokens)
+                if len(batch) == self.max_batch:
+                    break
+        return batch
 
     def _run_batch(self, requests: list[GenerationRequest], rng) -> list[Completion]:
         model, head = self.model, requests[0]
