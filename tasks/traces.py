@@ -21,7 +21,7 @@ import gin
 import seqio
 import tensorflow as tf
 
-from orca_jax.data.chat import TEMPLATES, ensure_template_tokens, tokenize_trace
+from orca_jax.data.chat import TEMPLATES, ensure_template_tokens, required_tokens, tokenize_trace
 from orca_jax.data.system_messages import erase_prompt
 from orca_jax.data.traces import ReadReport, Trace, read_traces
 from orca_jax.errors import UserError
@@ -43,6 +43,7 @@ class TraceTaskSpec:
     read_report: ReadReport = dataclasses.field(default_factory=ReadReport)
     rejected: dict[str, int] = dataclasses.field(default_factory=dict)  # tokenization failures per reason
     erasing: str | None = None
+    added_tokens: list[str] = dataclasses.field(default_factory=list)
     error: UserError | None = None  # raised inside tf.data (which wraps it); prepare re-raises it
     _tokenizer: object = None
 
@@ -53,7 +54,9 @@ class TraceTaskSpec:
             from orca_jax.data.tokenizer import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.tokenizer_path)
+            missing = [t for t in required_tokens(self.template) if self._tokenizer.token_to_id(t) is None]
             ensure_template_tokens(self._tokenizer, self.template)
+            self.added_tokens = missing  # the model's embeddings must grow to the new vocab_size
         return self._tokenizer
 
     def reset(self, erasing: str | None) -> None:

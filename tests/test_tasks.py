@@ -156,3 +156,27 @@ def test_teacher_topk_goes_through_prepare_into_packed_batches(tmp_path, smollm2
     weighted = batch["loss_weights"][0] > 0
     # Every weighted target has the teacher's distribution (finite log-probs in the first slot).
     assert (batch["teacher_topk_logprobs"][0][weighted][:, 0] > -100).all()
+
+
+def test_missing_chatml_tokens_are_added_and_reported(data_dir, tmp_path, capsys):
+    from tokenizers import Tokenizer as BackendTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    from orca_jax.data.tokenizer import Tokenizer
+
+    backend = BackendTokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(["What is 1+1? 1+1 = 2. Explain 3. Because 3 is 3."] * 5,
+                                trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "</s>"],
+                                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    folder = tmp_path / "tiny_tokenizer"
+    Tokenizer(backend, eos_id=1).save(str(folder))
+    before = load_tokenizer(str(folder)).vocab_size
+    cache = tmp_path / "cache"
+    assert _run_prepare(data_dir, cache, str(folder), "--task", "traces_gpt4") == 0
+    assert f"resize the model's embeddings to vocab_size {before + 2}" in capsys.readouterr().out
+    meta = ExampleCache(str(cache / "traces_gpt4")).metadata
+    assert meta["tokenizer"]["added_tokens"] == ["<|im_start|>", "<|im_end|>"] and meta["tokenizer"]["vocab_size"] == before + 2
+    ids = ExampleCache(str(cache / "traces_gpt4")).example(0)["ids"]
+    assert ids[0] == before and ids.max() == before + 1  # the new tokens' ids, right after the old vocabulary

@@ -34,6 +34,9 @@ def run(args) -> int:
               f"skipped {meta['skipped']}")
         for reason, n in meta["skipped_per_reason"].items():
             print(f"  skipped {n}: {reason}")
+        if meta["tokenizer"]["added_tokens"]:
+            print(f"  added tokens {meta['tokenizer']['added_tokens']} for the {meta['template']} template: "
+                  f"resize the model's embeddings to vocab_size {meta['tokenizer']['vocab_size']}")
     print(f"cache: {os.path.join(cache_dir, args.task)}")
     return 0
 

@@ -48,7 +48,9 @@ def _prepare_task(task_name: str, directory: str, policy_scope: list[str], max_l
     metadata = write_cache(directory, examples(), {
         "task": task_name,
         "files": spec.files,
-        "tokenizer": {"path": spec.tokenizer_path, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id},
+        # Tokens the template needed that the tokenizer lacked: the model must be resized to vocab_size.
+        "tokenizer": {"path": spec.tokenizer_path, "vocab_size": tokenizer.vocab_size, "added_tokens": spec.added_tokens,
+                      "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id},
         "template": spec.template,
         "erasing_policy": policy,
         "on_bad_record": spec.on_bad_record,
