@@ -6,12 +6,23 @@ import os
 import pytest
 
 from orca_jax.errors import UserError
-from orca_jax.evaluation.benchmarks import AGIEVAL_ENGLISH_MC, BBH_TASKS, Example, load_examples
+from orca_jax.evaluation.benchmarks import AGIEVAL_ENGLISH_MC, Example, load_examples
 from orca_jax.evaluation.prompts import chat_messages, user_message
 from orca_jax.evaluation.scoring import read_predictions, score_prediction
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 needs_data = pytest.mark.skipif(not os.path.isdir(DATA), reason="../shared/data is absent")
+BBH_TASKS = (  # the official 27 (Suzgun et al., 2022)
+    "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa",
+    "dyck_languages", "formal_fallacies", "geometric_shapes", "hyperbaton",
+    "logical_deduction_five_objects", "logical_deduction_seven_objects",
+    "logical_deduction_three_objects", "movie_recommendation", "multistep_arithmetic_two",
+    "navigate", "object_counting", "penguins_in_a_table", "reasoning_about_colored_objects",
+    "ruin_names", "salient_translation_error_detection", "snarks", "sports_understanding",
+    "temporal_sequences", "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
+    "web_of_lies", "word_sorting",
+)
 
 
 def _counts(examples):
@@ -95,10 +106,16 @@ def test_bad_specs_and_missing_data(tmp_path):
         load_examples(str(tmp_path / "nope"), "bbh")
     with pytest.raises(UserError, match="unknown benchmark 'mmlu'"):
         load_examples(str(tmp_path), "mmlu")
-    with pytest.raises(UserError, match="unknown bbh task 'navigation'"):
-        load_examples(str(tmp_path), "bbh:navigation")
-    with pytest.raises(UserError, match=r"bbh/navigate.json: missing"):
+    with pytest.raises(UserError, match=r"bbh: no such directory \(expected bbh/<task>.json"):
         load_examples(str(tmp_path), "bbh:navigate")
+    _write(str(tmp_path / "bbh" / "navigate.json"), ['{"examples": [{"input": "q", "target": "Yes"}]}'])
+    with pytest.raises(UserError, match="unknown bbh task 'navigation' \\(known: navigate\\)"):
+        load_examples(str(tmp_path), "bbh:navigation")
+    with pytest.raises(UserError, match=r"agieval/lsat-ar.jsonl: missing"):
+        load_examples(str(tmp_path), "agieval:lsat-ar")
+    _write(str(tmp_path / "bbh" / "snarks.json"), ['{"examples": [{"input": "q"}]}'])
+    with pytest.raises(UserError, match=r"snarks.json: examples\[0\]: field 'target': expected str, got missing"):
+        load_examples(str(tmp_path), "bbh")
 
 
 def test_predictions_file_validation(tmp_path):

@@ -61,7 +61,8 @@ def test_eval_command_on_a_saved_model_then_rescore(tmp_path, capsys):
     (["--model", "m", "--data_dir", "{tmp}/nope"], "--data_dir {tmp}/nope: no such directory"),
     (["--model", "m", "--data_dir", "{data}", "--benchmarks", "bbh,mmlu"], "unknown benchmark 'mmlu'"),
     (["--model", "m", "--data_dir", "{data}", "--benchmarks", "agieval:lsat"], "unknown agieval task 'lsat'"),
-    (["--model", "m", "--data_dir", "{data}", "--benchmarks", "bbh:snarks"], "bbh/snarks.json: missing"),
+    (["--model", "m", "--data_dir", "{data}", "--benchmarks", "bbh:snarks"], "unknown bbh task 'snarks' (known: navigate)"),
+    (["--model", "m", "--data_dir", "{data}", "--benchmarks", "agieval:lsat-ar"], "agieval/lsat-ar.jsonl: missing"),
     (["--predictions", "{tmp}/bad.jsonl"], "bad.jsonl:2: field 'prediction': missing"),
     (["--data_dir", "{data}"], "--model and --data_dir are required"),
 ])

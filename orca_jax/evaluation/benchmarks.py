@@ -2,7 +2,8 @@
 
 Layout under `--data_dir` (the official releases, unchanged):
 
-- `bbh/<task>.json`: BIG-Bench Hard, `{"examples": [{"input", "target"}]}`, 27 tasks.
+- `bbh/<task>.json`: BIG-Bench Hard, `{"examples": [{"input", "target"}]}`, 27 tasks
+  (any task in this layout is read, e.g. synthetic held-out sets).
 - `agieval/<task>.jsonl`: AGIEval v1, one object per line with `passage` (or null),
   `question`, `options` (["(A)...", ...]), `label` (letter; multiple choice) and `answer`
   (cloze answer; `math`). Read: the English multiple-choice subsets used by Orca and `math`.
@@ -27,17 +28,6 @@ from dataclasses import dataclass
 from orca_jax.errors import UserError
 from orca_jax.evaluation.extraction import extract_gsm8k_strict
 
-BBH_TASKS = (
-    "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa",
-    "dyck_languages", "formal_fallacies", "geometric_shapes", "hyperbaton",
-    "logical_deduction_five_objects", "logical_deduction_seven_objects",
-    "logical_deduction_three_objects", "movie_recommendation", "multistep_arithmetic_two",
-    "navigate", "object_counting", "penguins_in_a_table", "reasoning_about_colored_objects",
-    "ruin_names", "salient_translation_error_detection", "snarks", "sports_understanding",
-    "temporal_sequences", "tracking_shuffled_objects_five_objects",
-    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
-    "web_of_lies", "word_sorting",
-)
 # The English multiple-choice subsets Orca averages as "AGIEval".
 AGIEVAL_ENGLISH_MC = (
     "aqua-rat", "logiqa-en", "lsat-ar", "lsat-lr", "lsat-rc", "sat-math", "sat-en",
@@ -74,12 +64,13 @@ def _read_jsonl(path: str) -> list[tuple[int, dict]]:
     return rows
 
 
-def _field(path: str, line_no: int, row: dict, name: str, kind: type | tuple[type, ...]):
-    value = row.get(name)
+def _field(where: str, row: dict, name: str, kind: type | tuple[type, ...]):
+    """row[name], checked; `where` is "FILE:LINE" (JSONL) or "FILE: examples[i]" (JSON)."""
+    value = row.get(name) if isinstance(row, dict) else None
     if not isinstance(value, kind):
         expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        got = "missing" if name not in row else type(value).__name__
-        raise UserError(f"{path}:{line_no}: field '{name}': expected {expected}, got {got}")
+        got = type(value).__name__ if isinstance(row, dict) and name in row else "missing"
+        raise UserError(f"{where}: field '{name}': expected {expected}, got {got}")
     return value
 
 
@@ -91,7 +82,8 @@ def read_bbh(data_dir: str, task: str) -> list[Example]:
         except (json.JSONDecodeError, KeyError, TypeError):
             raise UserError(f"{path}: expected a JSON object with an 'examples' list") from None
     return [
-        Example("bbh", task, f"{task}/{i}", _field(path, i + 1, ex, "input", str), _field(path, i + 1, ex, "target", str))
+        Example("bbh", task, f"{task}/{i}", _field(f"{path}: examples[{i}]", ex, "input", str),
+                _field(f"{path}: examples[{i}]", ex, "target", str))
         for i, ex in enumerate(examples)
     ]
 
@@ -101,12 +93,12 @@ def read_agieval(data_dir: str, task: str) -> list[Example]:
     examples = []
     for line_no, row in _read_jsonl(path):
         passage = row.get("passage") or ""
-        question = (passage + "\n" if passage else "") + _field(path, line_no, row, "question", str)
+        question = (passage + "\n" if passage else "") + _field(f"{path}:{line_no}", row, "question", str)
         if task == "math":
-            examples.append(Example("agieval", task, f"{task}/{line_no - 1}", question, _field(path, line_no, row, "answer", str)))
+            examples.append(Example("agieval", task, f"{task}/{line_no - 1}", question, _field(f"{path}:{line_no}", row, "answer", str)))
         else:
-            options = tuple(_field(path, line_no, row, "options", list))
-            label = _field(path, line_no, row, "label", str)
+            options = tuple(_field(f"{path}:{line_no}", row, "options", list))
+            label = _field(f"{path}:{line_no}", row, "label", str)
             examples.append(Example("agieval", task, f"{task}/{line_no - 1}", question, label, options))
     return examples
 
@@ -115,10 +107,10 @@ def read_gsm8k(data_dir: str, task: str) -> list[Example]:
     path = os.path.join(data_dir, "gsm8k", f"{task}.jsonl")
     examples = []
     for line_no, row in _read_jsonl(path):
-        target, ok = extract_gsm8k_strict(_field(path, line_no, row, "answer", str))
+        target, ok = extract_gsm8k_strict(_field(f"{path}:{line_no}", row, "answer", str))
         if not ok:
             raise UserError(f"{path}:{line_no}: field 'answer': expected a final '#### N' line")
-        examples.append(Example("gsm8k", task, f"{task}/{line_no - 1}", _field(path, line_no, row, "question", str), target))
+        examples.append(Example("gsm8k", task, f"{task}/{line_no - 1}", _field(f"{path}:{line_no}", row, "question", str), target))
     return examples
 
 
@@ -126,17 +118,17 @@ def read_mc(data_dir: str, task: str) -> list[Example]:
     path = os.path.join(data_dir, "mc", f"{task}.jsonl")
     examples = []
     for line_no, row in _read_jsonl(path):
-        choices = _field(path, line_no, row, "choices", list)
+        choices = _field(f"{path}:{line_no}", row, "choices", list)
         if not 2 <= len(choices) <= len(LETTERS) or not all(isinstance(c, str) for c in choices):
             raise UserError(f"{path}:{line_no}: field 'choices': expected a list of 2 to 26 strings")
-        answer = _field(path, line_no, row, "answer", (str, int))
+        answer = _field(f"{path}:{line_no}", row, "answer", (str, int))
         letters = LETTERS[: len(choices)]
         if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(choices):
             answer = letters[answer]
         if not isinstance(answer, str) or answer not in letters:
             raise UserError(f"{path}:{line_no}: field 'answer': expected one of {letters} or an index below {len(choices)}, got {row['answer']!r}")
         passage = row.get("passage") or ""
-        question = (passage + "\n" if passage else "") + _field(path, line_no, row, "question", str)
+        question = (passage + "\n" if passage else "") + _field(f"{path}:{line_no}", row, "question", str)
         options = tuple(f"({letter}){choice}" for letter, choice in zip(letters, choices))
         examples.append(Example("mc", task, str(row.get("id", f"{task}/{line_no - 1}")), question, answer, options))
     return examples
@@ -145,17 +137,21 @@ def read_mc(data_dir: str, task: str) -> list[Example]:
 _READERS = {"bbh": read_bbh, "agieval": read_agieval, "gsm8k": read_gsm8k, "mc": read_mc}
 
 
+def _task_files(data_dir: str, benchmark: str, suffix: str) -> tuple[str, ...]:
+    folder = os.path.join(data_dir, benchmark)
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder}: no such directory (expected {benchmark}/<task>{suffix} in --data_dir)")
+    return tuple(sorted(f[: -len(suffix)] for f in os.listdir(folder) if f.endswith(suffix)))
+
+
 def available_tasks(data_dir: str, benchmark: str) -> tuple[str, ...]:
-    if benchmark == "bbh":
-        return BBH_TASKS
+    """BBH and generic MC: every task file present (the 27 official BBH tasks, or e.g. the
+    quickstart's synthetic sets in BBH layout); AGIEval: the English MC subsets and math."""
     if benchmark == "agieval":
         return AGIEVAL_TASKS
     if benchmark == "gsm8k":
         return ("test",)
-    folder = os.path.join(data_dir, "mc")
-    if not os.path.isdir(folder):
-        raise UserError(f"{folder}: no such directory (generic multiple-choice tasks are mc/<task>.jsonl)")
-    return tuple(sorted(f[: -len(".jsonl")] for f in os.listdir(folder) if f.endswith(".jsonl")))
+    return _task_files(data_dir, benchmark, ".json" if benchmark == "bbh" else ".jsonl")
 
 
 def parse_specs(data_dir: str, specs: str | list[str]) -> list[tuple[str, str]]:
