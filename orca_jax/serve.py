@@ -156,7 +156,11 @@ async def serve(teacher: LocalTeacher, model_name: str, host: str = "127.0.0.1",
         runner = web.AppRunner(make_app(teacher, model_name), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            raise UserError(f"--host/--port: cannot listen on {host}:{port}: {e.strerror}") from None
         bound_port = runner.addresses[0][1]
         if on_ready:
             on_ready(f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}/v1")
