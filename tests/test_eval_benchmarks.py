@@ -52,7 +52,11 @@ def test_agieval_counts_and_labels():
             assert e.target in "ABCDEFG"[: len(e.options)], e.id
     with_passage = next(e for e in examples if e.task == "sat-en")
     without = next(e for e in examples if e.task == "sat-en-without-passage")
-    assert with_passage.question.endswith(without.question) and len(with_passage.question) > len(without.question)
+    assert with_passage.question == without.question and with_passage.passage and not without.passage
+    # AGIEval's zero-shot context: passage, "Q: ", question, the options, "A: Among A through D, the answer is"
+    prompt = user_message(with_passage)
+    assert prompt.startswith(with_passage.passage + "\nQ: " + with_passage.question + " Answer Choices: (A)")
+    assert prompt.endswith("\nA: Among A through D, the answer is")
 
 
 @needs_data
@@ -85,7 +89,8 @@ def test_generic_mc_format(tmp_path):
     ])
     a, b = load_examples(str(tmp_path), "mc")
     assert (a.id, a.target, a.options) == ("q1", "B", ("(A)ice", "(B)steam", "(C)rock"))
-    assert (b.id, b.question) == ("arc/1", "Arithmetic.\n2+2?")
+    assert (b.id, b.question, b.passage) == ("arc/1", "2+2?", "Arithmetic.")
+    assert user_message(b).startswith("Arithmetic.\nQ: 2+2? Answer Choices: (A)3 (B)4")
     assert user_message(a).endswith("Answer Choices: (A)ice (B)steam (C)rock\nA: Among A through C, the answer is")
 
 

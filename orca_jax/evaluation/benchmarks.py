@@ -43,9 +43,10 @@ class Example:
     benchmark: str
     task: str
     id: str
-    question: str  # what the model is asked, passage included
+    question: str
     target: str
     options: tuple[str, ...] = ()  # multiple choice, each labelled "(A)..."
+    passage: str = ""  # reading passage the question refers to (AGIEval, mc)
 
 
 def _read_jsonl(path: str) -> list[tuple[int, dict]]:
@@ -92,14 +93,13 @@ def read_agieval(data_dir: str, task: str) -> list[Example]:
     path = os.path.join(data_dir, "agieval", f"{task}.jsonl")
     examples = []
     for line_no, row in _read_jsonl(path):
-        passage = row.get("passage") or ""
-        question = (passage + "\n" if passage else "") + _field(f"{path}:{line_no}", row, "question", str)
+        where, key = f"{path}:{line_no}", f"{task}/{line_no - 1}"
+        question, passage = _field(where, row, "question", str), row.get("passage") or ""
         if task == "math":
-            examples.append(Example("agieval", task, f"{task}/{line_no - 1}", question, _field(f"{path}:{line_no}", row, "answer", str)))
+            examples.append(Example("agieval", task, key, question, _field(where, row, "answer", str), passage=passage))
         else:
-            options = tuple(_field(f"{path}:{line_no}", row, "options", list))
-            label = _field(f"{path}:{line_no}", row, "label", str)
-            examples.append(Example("agieval", task, f"{task}/{line_no - 1}", question, label, options))
+            options = tuple(_field(where, row, "options", list))
+            examples.append(Example("agieval", task, key, question, _field(where, row, "label", str), options, passage))
     return examples
 
 
@@ -127,10 +127,10 @@ def read_mc(data_dir: str, task: str) -> list[Example]:
             answer = letters[answer]
         if not isinstance(answer, str) or answer not in letters:
             raise UserError(f"{path}:{line_no}: field 'answer': expected one of {letters} or an index below {len(choices)}, got {row['answer']!r}")
-        passage = row.get("passage") or ""
-        question = (passage + "\n" if passage else "") + _field(f"{path}:{line_no}", row, "question", str)
+        question = _field(f"{path}:{line_no}", row, "question", str)
         options = tuple(f"({letter}){choice}" for letter, choice in zip(letters, choices))
-        examples.append(Example("mc", task, str(row.get("id", f"{task}/{line_no - 1}")), question, answer, options))
+        examples.append(Example("mc", task, str(row.get("id", f"{task}/{line_no - 1}")), question, answer, options,
+                                row.get("passage") or ""))
     return examples
 
 

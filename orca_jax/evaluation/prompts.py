@@ -19,8 +19,13 @@ VARIANTS = ("zero_shot", "step_by_step")
 STEP_BY_STEP = "Let's think step by step."
 
 
+def _question(example: Example) -> str:
+    # AGIEval's context: passage, then "Q: question" (a newline where AGIEval glues them).
+    return (example.passage + "\n" if example.passage else "") + "Q: " + example.question
+
+
 def _choice_block(example: Example) -> str:
-    return "Q: " + example.question + " Answer Choices: " + " ".join(example.options)
+    return _question(example) + " Answer Choices: " + " ".join(example.options)
 
 
 def user_message(example: Example, variant: str = "zero_shot") -> str:
@@ -36,8 +41,8 @@ def user_message(example: Example, variant: str = "zero_shot") -> str:
                 f"through {last}, the answer is\" followed by the letter of your choice.")
     if example.benchmark == "agieval":  # math (cloze)
         if not cot:
-            return "Q: " + example.question + "\nA: The answer is"
-        return "Q: " + example.question + f"\nA: {STEP_BY_STEP} Put the final answer in \\boxed{{}}."
+            return _question(example) + "\nA: The answer is"
+        return _question(example) + f"\nA: {STEP_BY_STEP} Put the final answer in \\boxed{{}}."
     if example.benchmark == "gsm8k":
         hint = 'End your response with the final answer on its own line as "#### <number>".'
     else:  # bbh
