@@ -73,8 +73,9 @@ def test_concurrency_bound_and_request_rate():
     with FakeOpenAIServer() as server:
         _ask(server.url, [f"p{i}" for i in range(8)], concurrency=8, requests_per_minute=600)
         starts = sorted(t for t, _, _ in server.log)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert min(gaps) >= 0.08  # 600/min = one start per 0.1 s (allowing for timer jitter)
+    # 600/min = one start per 0.1 s: 8 starts span at least 0.7 s (less a little arrival jitter);
+    # unlimited, all 8 would start at once.
+    assert starts[-1] - starts[0] >= 0.6
 
 
 def test_backoff_delay_bounds():
