@@ -157,3 +157,15 @@ def test_agieval_math_rule_scores_the_official_solutions_right():
     # AGIEval keeps what follows "=" inside the box.
     assert len(rows) == 1000 and wrong and all("=" in a for a in wrong)
     assert len(wrong) <= 5
+
+
+@needs_data
+def test_every_official_target_survives_its_answer_sentence():
+    # An explanation that weighs other candidates and ends in the benchmark's answer sentence
+    # must score right for every example, whatever the target looks like ("] ]", word lists, "(C)").
+    for e in load_examples(DATA, "bbh"):
+        text = f"It could be (A) or Yes at first sight.\nSo the answer is {e.target}."
+        assert score_prediction("bbh", e.task, text, e.target).correct, e.id
+    for e in load_examples(DATA, ",".join(f"agieval:{t}" for t in AGIEVAL_ENGLISH_MC)):
+        text = f"(A) and (E) both look tempting.\nTherefore, among A through E, the answer is ({e.target})."
+        assert score_prediction("agieval", e.task, text, e.target).correct, e.id
