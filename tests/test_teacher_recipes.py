@@ -108,3 +108,10 @@ def test_plan_from_a_message_file_and_clear_errors(tmp_path):
         recipes.plan_requests(PROMPTS, system_messages="orca2", seed=0)
     with pytest.raises(UserError, match="--sample"):
         recipes.plan_requests(PROMPTS, system_messages="orca1", seed=0, sample="niv2=lots")
+
+
+def test_command_line_plan_gives_the_same_two_passes():
+    assistant, strong = recipes.orca1_passes(PROMPTS, {"niv2": 40, "cot": 20}, strong_count=15, seed=1)
+    plan = dict(system_messages="orca1", seed=1, sample="niv2=40,cot=20")
+    assert recipes.plan_requests(PROMPTS, **plan) == assistant
+    assert recipes.plan_requests(PROMPTS, **plan, subset=15) == strong
