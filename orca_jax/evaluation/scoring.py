@@ -41,8 +41,8 @@ def score_prediction(benchmark: str, task: str, prediction: str, target: str, nu
         answer, ok = extraction.extract_bbh(prediction)
         return Score(answer, answer == target.strip(), ok)
     if benchmark == "gsm8k":
-        if "####" in target:  # a full GSM8K solution as target
-            target = extraction.extract_gsm8k_strict(target)[0]
+        # A full GSM8K solution as target is reduced to its final number, as the dataset's code does.
+        target = extraction.extract_gsm8k_strict(target)[0] if "####" in target else target.strip()
         strict, ok = extraction.extract_gsm8k_strict(prediction)
         flexible, _ = extraction.extract_gsm8k_flexible(prediction)
         return Score(strict, strict == target, ok, flexible, extraction.same_number(flexible, target))
