@@ -145,6 +145,20 @@ def test_mixture_samples_tasks_by_rate_deterministically(tmp_path):
         make_loader("mix", cache_root=str(tmp_path), seed=0, num_epochs=1, **kw)
 
 
+def test_packing_options_from_gin(tmp_path):
+    import gin
+
+    n = 2 * SEQ
+    write_cache(str(tmp_path / "t"), [{"ids": np.arange(1, n + 1, dtype=np.int32), "loss_weights": np.ones(n, np.float32)}], {})
+    with gin.unlock_config():
+        gin.parse_config(["make_loader.too_long = 'split'", "make_loader.num_epochs = 1"])
+    try:
+        loader = make_loader("t", cache_root=str(tmp_path), seed=0, **KW)
+    finally:
+        gin.clear_config()
+    assert len(list(loader)) == 1 and loader.stats["split_too_long"] == 1
+
+
 def test_missing_cache_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="prepare"):
         make_loader("nope", cache_root=str(tmp_path), seed=0, **KW)

@@ -14,6 +14,7 @@ import functools
 import os
 from typing import Any, Sequence
 
+import gin
 import numpy as np
 
 from orca_jax.data.cache import ExampleCache, read_mixture
@@ -269,14 +270,17 @@ def default_cache_root() -> str:
     return os.environ.get("ORCA_JAX_CACHE_DIR") or DEFAULT_CACHE_ROOT
 
 
+@gin.configurable(denylist=["mixture_or_task_name", "seq_len", "global_batch_size", "seed", "process_index", "process_count"])
 def make_loader(mixture_or_task_name: str, *, cache_root: str | None = None, seq_len: int, global_batch_size: int, seed: int,
-                **kwargs) -> PackedLoader:
+                num_epochs: int | None = None, shuffle: bool = True, buffer_size: int = 8192, too_long: str = "drop",
+                process_index: int | None = None, process_count: int | None = None) -> PackedLoader:
     """A loader for a prepared task or mixture under `cache_root` (default: $ORCA_JAX_CACHE_DIR,
-    else ./orca_jax_cache; see `orca-jax prepare`)."""
-    cache_root = cache_root or default_cache_root()
-    directory = os.path.join(cache_root, mixture_or_task_name)
+    else ./orca_jax_cache; see `orca-jax prepare`). Packing options can be set in gin, e.g.
+    `make_loader.too_long = "split"`."""
+    directory = os.path.join(cache_root or default_cache_root(), mixture_or_task_name)
     rates = read_mixture(directory)
-    common = dict(seq_len=seq_len, global_batch_size=global_batch_size, seed=seed, **kwargs)
+    common = dict(seq_len=seq_len, global_batch_size=global_batch_size, seed=seed, num_epochs=num_epochs, shuffle=shuffle,
+                  buffer_size=buffer_size, too_long=too_long, process_index=process_index, process_count=process_count)
     if rates is None:
         return PackedLoader(directory, **common)
     return PackedLoader.from_mixture({os.path.join(directory, task): rate for task, rate in rates.items()}, **common)
