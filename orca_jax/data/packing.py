@@ -102,7 +102,7 @@ class BufferedPlanner:
 
     When the buffer is full, its rows are planned; the least filled rows' items (those below
     `carry_below` fill, at most half a buffer) go back into the buffer to pack with what comes
-    next instead of being emitted as padding. `finish()` plans whatever remains.
+    next instead of being emitted as padding. The last buffer (`final=True`) is planned whole.
     """
 
     def __init__(self, seq_len: int, buffer_size: int = 8192, carry_below: float = 0.99, greedy_until_gap: int | None = None):
