@@ -114,11 +114,12 @@ def initial_host_params():
 
 
 def one_step(mesh, num_microbatches: int, steps: int = 1, loss_cfg=None, global_batch_size: int = 8,
-             seq_len: int = 32, process_index: int = 0, process_count: int = 1):
+             seq_len: int = 32, process_index: int = 0, process_count: int = 1, self_teacher: bool = False):
     """Run `steps` train steps of the tiny model on `mesh` from a fixed init and fixed batches.
 
     Returns (list of metric dicts, {param path: host array}). The initial params are made on
-    the host, so every mesh starts from the same numbers."""
+    the host, so every mesh starts from the same numbers. `self_teacher`: an online teacher
+    that is a frozen copy of the initial student."""
     import jax
 
     from orca_jax import partitioning
@@ -135,16 +136,18 @@ def one_step(mesh, num_microbatches: int, steps: int = 1, loss_cfg=None, global_
     state = trainer.TrainState(step=jax.device_put(np.int32(0), shardings.step), params=params,
                                opt_state=jax.jit(optimizer.init, out_shardings=shardings.opt_state)(params))
     loss_cfg = loss_cfg or trainer.LossConfig(z_loss=1e-3)
+    teacher_params = jax.device_put(initial_host_params(), shardings.params) if self_teacher else None
     step_fn = trainer.ShardedStep(
         trainer.make_train_step(config, optimizer, learning_rate_schedule(10, peak_lr=1e-4), loss_cfg, mesh=mesh,
-                                rules=rules, num_microbatches=num_microbatches),
-        shardings, trainer.BATCH_KEYS, mesh, rules)
+                                rules=rules, num_microbatches=num_microbatches,
+                                teacher_config=config if self_teacher else None),
+        shardings, trainer.BATCH_KEYS, mesh, rules, shardings.params if self_teacher else None)
     loader = toy_loader("toy", seq_len=seq_len, global_batch_size=global_batch_size, seed=0,
                         process_index=process_index, process_count=process_count)
     metrics = []
     batches = trainer.device_batches(loader, mesh, rules, trainer.BATCH_KEYS)
     for _ in range(steps):
-        state, m = step_fn(state, next(batches), None)
+        state, m = step_fn(state, next(batches), teacher_params)
         metrics.append(trainer.to_host_scalars(m))
     return metrics, host_params(state.params)
 
