@@ -4,7 +4,7 @@ The answer to a request is a pure function of (model, system message, prompt), s
 can be compared; with `upstream` (a base URL) it is a fault-injecting proxy instead, passing
 "ok" requests on to a real server. `faults(prompt, attempt)` chooses what the n-th request (0-based) for a
 prompt gets: "ok", "429", "500", "drop" (connection closed with no response), "malformed"
-(200 with a non-JSON body), "length" (cut off by max_tokens). Every request is logged.
+(200 with a non-JSON body), "length" (cut off by max_tokens), "filtered" (finish_reason content_filter), "empty" (no content). Every request is logged.
 """
 
 import json
@@ -79,11 +79,12 @@ class FakeOpenAIServer:
                                                        {"Content-Type": "application/json"})
                     with urllib.request.urlopen(forwarded) as r:
                         return self._send_raw(r.status, r.read())
-                text = answer_for(body["model"], system, prompt)
+                text = "" if action == "empty" else answer_for(body["model"], system, prompt)
+                finish_reason = {"length": "length", "filtered": "content_filter"}.get(action, "stop")
                 self._send(200, {
                     "id": "chatcmpl-fake", "object": "chat.completion", "model": body["model"],
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "length" if action == "length" else "stop"}],
+                                 "finish_reason": finish_reason}],
                     "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
                               "total_tokens": len(prompt.split()) + len(text.split())},
                 })

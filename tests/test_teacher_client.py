@@ -40,12 +40,16 @@ def test_retries_through_429_500_dropped_connections_and_cut_bodies():
         assert times[1] - times[0] >= 0.29
 
 
-def test_cut_off_and_malformed_answers_are_recorded_as_such():
-    with FakeOpenAIServer(lambda p, n: {"cut": "length", "bad": "malformed"}[p]) as server:
-        cut, bad = _ask(server.url, ["cut", "bad"], max_retries=2)
+def test_cut_off_filtered_empty_and_malformed_answers_are_recorded_as_such():
+    actions = {"cut": "length", "bad": "malformed", "filtered": "filtered", "empty": "empty"}
+    with FakeOpenAIServer(lambda p, n: actions[p]) as server:
+        cut, bad, filtered, empty = _ask(server.url, list(actions), max_retries=2)
         assert server.served("malformed") == ["bad"] * 3  # retried, then recorded
+        assert len(server.log) == 6  # the others are answers: recorded at once
     assert cut.status == "length" and cut.finish_reason == "length" and cut.text
     assert bad.status == "malformed" and bad.text is None and "not JSON" in bad.error
+    assert filtered.status == "unexpected_finish" and "content_filter" in filtered.error
+    assert empty.status == "malformed" and empty.text == ""
 
 
 def test_exhausted_retries_raise_instead_of_recording():

@@ -22,11 +22,13 @@ import aiohttp
 from orca_jax.errors import UserError
 from orca_jax.teacher.rate_limit import RequestRateLimiter, backoff_delay, parse_retry_after
 
-# Outcome statuses. "ok" is a usable trace; "length" (cut off by max_tokens), "malformed"
-# (unparseable after retries) and "rejected" (the server refused this request, e.g. 400
-# for a prompt over the context) are finished too: recorded, never silently kept as good.
+# Outcome statuses. "ok" is a usable trace (finish_reason "stop", non-empty). The others are
+# finished too, recorded and never silently kept as good: "length" (cut off by max_tokens),
+# "unexpected_finish" (any other finish_reason, e.g. content_filter), "malformed" (unparseable
+# after retries, or empty), "rejected" (the server refused it, e.g. 400 for a prompt over the context).
 STATUS_OK = "ok"
 STATUS_LENGTH = "length"
+STATUS_UNEXPECTED_FINISH = "unexpected_finish"
 STATUS_MALFORMED = "malformed"
 STATUS_REJECTED = "rejected"
 
@@ -34,6 +36,16 @@ STATUS_REJECTED = "rejected"
 _RETRY_STATUSES = {408, 409, 429} | set(range(500, 600))
 # Statuses that will fail for every request of the run (bad key, wrong model/URL): stop at once.
 _FATAL_STATUSES = {401, 403, 404}
+
+
+def classify_answer(content: str, finish_reason: str | None) -> tuple[str, str | None]:
+    """(status, error) of a received answer: only a non-empty one that stopped by itself is "ok"."""
+    if not content.strip():
+        return STATUS_MALFORMED, f"empty content (finish_reason {finish_reason!r})"
+    if finish_reason == "stop":
+        return STATUS_OK, None
+    status = STATUS_LENGTH if finish_reason == "length" else STATUS_UNEXPECTED_FINISH
+    return status, f"finish_reason {finish_reason!r} after {len(content)} characters"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,9 +176,9 @@ class ChatClient:
                         return self._outcome(STATUS_MALFORMED, None, started, attempt, error=last_error)
                     continue
                 content, finish_reason, usage, response_model = parsed
-                status_name = STATUS_LENGTH if finish_reason == "length" else STATUS_OK
+                status_name, error = classify_answer(content, finish_reason)
                 return self._outcome(status_name, content, started, attempt, finish_reason=finish_reason,
-                                     usage=usage, response_model=response_model)
+                                     usage=usage, response_model=response_model, error=error)
         raise TeacherUnavailable(self._scrub(f"{self.max_retries + 1} attempts failed; last: {last_error}"))
 
     def _outcome(self, status, text, started, attempt, *, finish_reason=None, usage=None, response_model=None,

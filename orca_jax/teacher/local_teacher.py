@@ -20,7 +20,7 @@ import jax
 from orca_jax import decoding
 from orca_jax.errors import UserError
 from orca_jax.model.loading import LoadedModel, load_model
-from orca_jax.teacher.client import STATUS_LENGTH, STATUS_OK, ChatOutcome, SamplingParams
+from orca_jax.teacher.client import STATUS_REJECTED, ChatOutcome, SamplingParams, classify_answer
 from orca_jax.teacher.topk import score_responses
 
 @dataclasses.dataclass(frozen=True)
@@ -107,12 +107,12 @@ class LocalTeacher:
                 prompt_ids=tuple(self.encode_chat(messages)), max_tokens=sampling.max_tokens,
                 temperature=sampling.temperature, top_p=sampling.top_p, topk=self.topk))
         except UserError as e:  # e.g. a prompt over the context: this prompt fails, the job goes on
-            return ChatOutcome(status="rejected", text=None, finish_reason=None, prompt_tokens=0,
+            return ChatOutcome(status=STATUS_REJECTED, text=None, finish_reason=None, prompt_tokens=0,
                                completion_tokens=0, attempts=1, started_at=started, finished_at=time.time(),
                                response_model=model, error=str(e))
+        status, error = classify_answer(done.text, done.finish_reason)
         return ChatOutcome(
-            status=STATUS_LENGTH if done.finish_reason == "length" else STATUS_OK, text=done.text,
-            finish_reason=done.finish_reason, prompt_tokens=done.prompt_tokens,
+            status=status, error=error, text=done.text, finish_reason=done.finish_reason, prompt_tokens=done.prompt_tokens,
             completion_tokens=len(done.token_ids), attempts=1, started_at=started, finished_at=time.time(),
             response_model=model, token_ids=done.token_ids if self.topk else None,
             topk_ids=done.topk_ids, topk_logprobs=done.topk_logprobs)
