@@ -1,0 +1,1 @@
+"""End-to-end pipelines built from the library: the quickstart and the mini reproduction."""

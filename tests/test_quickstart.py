@@ -1,0 +1,75 @@
+"""The quickstart at its reduced (CI) size, run as the CLI runs it: every output is
+there and consistent with the others (accuracies re-scored from the predictions,
+caches erased as configured, checkpoints loadable, a real PNG)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from orca_jax.data.traces import read_traces
+from orca_jax.evaluation.runner import rescore
+from orca_jax.pipelines.quickstart import ERASED, PRESETS, TRACE_FILES
+from orca_jax.synthetic.families import FAMILIES
+
+CI = PRESETS["ci"]
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("quickstart"))
+    proc = subprocess.run([sys.executable, "-m", "orca_jax.cli", "quickstart", "--out", out, "--preset", "ci"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| average |" in proc.stdout or "**average**" in proc.stdout
+    return out
+
+
+def test_traces_and_caches(out_dir):
+    sizes = {"assistant_orca1": CI.assistant_per_family, "strong_orca2": CI.strong_per_family,
+             "answers_only": CI.assistant_per_family + CI.strong_per_family}
+    for stem in TRACE_FILES:
+        traces = list(read_traces(os.path.join(out_dir, "traces", f"{stem}.jsonl")))
+        assert len(traces) == sizes[stem] * len(FAMILIES)
+        meta = json.load(open(os.path.join(out_dir, "cache", f"traces_{stem}", "metadata.json")))
+        assert meta["num_examples"] + meta["skipped"] == len(traces)
+        assert meta["erasing_policy"] == ("cautious" if stem in ERASED else None)
+
+
+def test_runs_have_checkpoints_logs_and_stage_summaries(out_dir):
+    for name, n_stages in (("student", 2), ("shallow", 1)):
+        run = os.path.join(out_dir, "runs", name)
+        assert os.listdir(os.path.join(run, "checkpoints"))
+        assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(run, "tensorboard")))
+        assert len(os.listdir(os.path.join(run, "stages"))) == n_stages
+        summary = json.load(open(os.path.join(run, "summary.json")))
+        assert summary["final_step"] == sum(CI.stage_steps)
+
+
+def test_results_agree_with_predictions(out_dir):
+    results = json.load(open(os.path.join(out_dir, "results.json")))
+    columns = results["held_out_accuracy"]
+    assert len(columns) == 2
+    for (column, accuracies), name in zip(columns.items(), ("shallow", "student")):
+        predictions = os.path.join(out_dir, "eval", name, "predictions.jsonl")
+        assert sum(1 for _ in open(predictions)) == CI.eval_per_family * len(FAMILIES)
+        rescored = rescore(predictions)["bbh"]
+        assert set(accuracies) == set(FAMILIES) | {"average"}
+        for task in FAMILIES:
+            assert accuracies[task] == pytest.approx(rescored["tasks"][task]["accuracy"])
+        assert accuracies["average"] == pytest.approx(np.mean([accuracies[t] for t in FAMILIES]))
+    assert results["student_beats_shallow"] == (list(columns.values())[1]["average"] > list(columns.values())[0]["average"])
+    markdown = open(os.path.join(out_dir, "results.md")).read()
+    assert all(column in markdown for column in columns) and all(task in markdown for task in FAMILIES)
+    assert results["seconds"]["total"] > 0
+
+
+def test_training_curves_png(out_dir):
+    import matplotlib.image
+
+    image = matplotlib.image.imread(os.path.join(out_dir, "training_curves.png"))
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 300
+    assert image.std() > 0  # something was drawn
