@@ -34,12 +34,14 @@ from orca_jax.model.layers import apply_rotary, logical_param, rope_inv_freq
 MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
 
 
-def attention_mask(q_segment_ids, kv_segment_ids, q_index, kv_index, sliding_window):
-    """Boolean [B, T, S]: same non-zero segment, key not after query, within the window."""
+def attention_mask(q_segment_ids, kv_segment_ids, q_index, kv_index, q_positions, kv_positions, sliding_window):
+    """Boolean [B, T, S]: same non-zero segment, key slot not after the query slot, and (with a
+    window) fewer than `sliding_window` positions back. The window uses positions, not slots, so
+    right padding inside a KV cache does not shrink it."""
     mask = (q_segment_ids[:, :, None] == kv_segment_ids[:, None, :]) & (kv_segment_ids[:, None, :] != 0)
     mask &= kv_index[None, None, :] <= q_index[None, :, None]
     if sliding_window is not None:
-        mask &= q_index[None, :, None] - kv_index[None, None, :] < sliding_window
+        mask &= q_positions[:, :, None] - kv_positions[:, None, :] < sliding_window
     return mask
 
 
@@ -115,7 +117,7 @@ def splash_attention(q, k, v, segment_ids, sliding_window):
     return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
 
 
-def segment_attention(q, k, v, segment_ids, config: DecoderConfig):
+def segment_attention(q, k, v, segment_ids, positions, config: DecoderConfig):
     """Self-attention over one (possibly packed) sequence, with the configured kernel."""
     impl = config.attention_impl
     if impl == "pallas_gpu":
@@ -123,7 +125,7 @@ def segment_attention(q, k, v, segment_ids, config: DecoderConfig):
     if impl == "splash":
         return splash_attention(q, k, v, segment_ids, config.sliding_window)
     index = jnp.arange(q.shape[1])
-    mask = attention_mask(segment_ids, segment_ids, index, index, config.sliding_window)
+    mask = attention_mask(segment_ids, segment_ids, index, index, positions, positions, config.sliding_window)
     return cudnn_attention(q, k, v, mask) if impl == "cudnn" else xla_attention(q, k, v, mask)
 
 
@@ -131,14 +133,15 @@ class Attention(nn.Module):
     """GQA self-attention with rotary embeddings and an optional KV cache.
 
     cache (per layer): {"k", "v": [B, L, kv_heads, head_dim]}; `cache_index` is the slot of the
-    first new token and `cache_segment_ids` [B, L] the segment ids of every slot, new tokens
-    included (written by the decoder).
+    first new token; `cache_segment_ids` / `cache_positions` [B, L] describe every slot, new
+    tokens included (written by the decoder).
     """
     config: DecoderConfig
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, positions, segment_ids, cache=None, cache_index=None, cache_segment_ids=None):
+    def __call__(self, x, positions, segment_ids, cache=None, cache_index=None, cache_segment_ids=None,
+                 cache_positions=None):
         cfg = self.config
         e, h, kv, d = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
 
@@ -157,7 +160,7 @@ class Attention(nn.Module):
         q, k = apply_rotary(q, positions, inv_freq), apply_rotary(k, positions, inv_freq)
 
         if cache is None:
-            out = segment_attention(q, k, v, segment_ids, cfg)
+            out = segment_attention(q, k, v, segment_ids, positions, cfg)
             new_cache = None
         else:
             # Decoding steps are short; the reference path covers every kernel's semantics.
@@ -165,7 +168,7 @@ class Attention(nn.Module):
             v_all = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, cache_index, 0, 0))
             q_index = cache_index + jnp.arange(q.shape[1])
             mask = attention_mask(segment_ids, cache_segment_ids, q_index, jnp.arange(k_all.shape[1]),
-                                  cfg.sliding_window)
+                                  positions, cache_positions, cfg.sliding_window)
             out = xla_attention(q, k_all.astype(self.dtype), v_all.astype(self.dtype), mask)
             new_cache = {"k": k_all, "v": v_all}
         out = nn.with_logical_constraint(out, ("batch", "length", "heads", "head_dim"))

@@ -17,7 +17,7 @@ Parameter tree (names mirror Hugging Face for 1:1 conversion):
     norm/scale [embed];  lm_head [embed, vocab] (absent when embeddings are tied)
 Norm scales are named `scale` and biases end in `_bias` (weight-decay masks rely on this).
 
-Cache: {"index": int32 scalar (next slot), "segment_ids": [B, L], "layers": [{"k", "v"}...]}.
+Cache: {"index": int32 scalar (next slot), "segment_ids", "positions": [B, L], "layers": [{"k", "v"}...]}.
 A call with a cache writes its T tokens at slots [index, index+T) for every row; slots whose
 segment id is 0 (left/right padding, unwritten slots) are never attended.
 Layers stay unrolled (no scan) so names map 1:1 to HF; `remat_policy` wraps each layer.
@@ -40,11 +40,12 @@ class DecoderLayer(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x, positions, segment_ids, cache=None, cache_index=None, cache_segment_ids=None):
+    def __call__(self, x, positions, segment_ids, cache=None, cache_index=None, cache_segment_ids=None,
+                 cache_positions=None):
         cfg = self.config
         h = RMSNorm(cfg.rms_norm_eps, self.dtype, name="input_layernorm")(x)
         h, new_cache = Attention(cfg, self.dtype, name="self_attn")(
-            h, positions, segment_ids, cache, cache_index, cache_segment_ids)
+            h, positions, segment_ids, cache, cache_index, cache_segment_ids, cache_positions)
         x = x + h
         h = RMSNorm(cfg.rms_norm_eps, self.dtype, name="post_attention_layernorm")(x)
         x = x + MLP(cfg, self.dtype, name="mlp")(h)
@@ -73,16 +74,17 @@ class Decoder(nn.Module):
         embed = Embed(cfg.vocab_size, cfg.hidden_size, dtype, name="embed_tokens")
         x = nn.with_logical_constraint(embed(tokens), ("batch", "length", "embed"))
         layer_cls = _layer_class(cfg.remat_policy)
-        cache_index = cache_segment_ids = None
+        cache_index = cache_segment_ids = cache_positions = None
         if cache is not None:
             cache_index = cache["index"]
-            cache_segment_ids = jax.lax.dynamic_update_slice(
-                cache["segment_ids"], segment_ids.astype(cache["segment_ids"].dtype), (0, cache_index))
+            cache_segment_ids, cache_positions = (
+                jax.lax.dynamic_update_slice(cache[key], new.astype(jnp.int32), (0, cache_index))
+                for key, new in (("segment_ids", segment_ids), ("positions", positions)))
         new_layers = []
         for i in range(cfg.num_layers):
             layer_cache = None if cache is None else cache["layers"][i]
             x, new_layer_cache = layer_cls(cfg, dtype, name=f"layers_{i}")(
-                x, positions, segment_ids, layer_cache, cache_index, cache_segment_ids)
+                x, positions, segment_ids, layer_cache, cache_index, cache_segment_ids, cache_positions)
             new_layers.append(new_layer_cache)
         x = RMSNorm(cfg.rms_norm_eps, dtype, name="norm")(x)
         if cfg.tie_word_embeddings:
@@ -94,7 +96,7 @@ class Decoder(nn.Module):
         if cache is None:
             return logits
         new_cache = {"index": cache_index + tokens.shape[1], "segment_ids": cache_segment_ids,
-                     "layers": new_layers}
+                     "positions": cache_positions, "layers": new_layers}
         return logits, new_cache
 
 
@@ -121,6 +123,7 @@ def init_cache(config: DecoderConfig, batch_size: int, max_length: int) -> dict:
     return {
         "index": jnp.zeros((), jnp.int32),
         "segment_ids": jnp.zeros((batch_size, max_length), jnp.int32),
+        "positions": jnp.zeros((batch_size, max_length), jnp.int32),
         "layers": [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(config.num_layers)],
     }
 
