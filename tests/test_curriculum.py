@@ -52,3 +52,11 @@ def test_curriculum_gin_file_defines_the_stages(tmp_path):
     assert [(s.name, s.mixture_or_task_name) for s in built] == [("assistant", "toy-1"), ("strong", "toy-2")]
     assert built[1].carry_optimizer_state is False
     assert os.path.isfile(os.path.join(ts.REPO, "gin", "runs", "tiny_two_stage.gin"))
+
+
+def test_epochs_cover_every_example_token_exactly_that_many_times(tmp_path):
+    ts.parse_tiny_gin(tmp_path, "toy_loader.num_examples = 60\n")
+    summary = curriculum.train(model_dir=str(tmp_path / "run"), train_steps=None, epochs=2)
+    example_tokens = sum(len(ex["ids"]) for ex in ts.progression_examples(60, 0))
+    assert summary["tokens_seen"] == 2 * example_tokens
+    assert summary["final_step"] == summary["stages"][0]["stage_steps"] > 0

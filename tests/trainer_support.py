@@ -49,14 +49,15 @@ def progression_examples(n: int, seed: int, min_len: int = 5, max_len: int = 14,
 
 @gin.configurable
 def toy_loader(mixture_or_task_name: str, *, seq_len: int, global_batch_size: int, seed: int,
-               process_index: int, process_count: int, num_examples: int = 400, topk: int | None = None):
+               process_index: int, process_count: int, num_epochs: int | None = None, num_examples: int = 400,
+               topk: int | None = None):
     """Task names "toy-<seed>" give different example sets; "missing" has none (raises)."""
     from orca_jax.errors import UserError
     if not mixture_or_task_name.startswith("toy"):
         raise UserError(f"no prepared data for task {mixture_or_task_name!r}")
     data_seed = int(mixture_or_task_name.split("-")[1]) if "-" in mixture_or_task_name else 0
     return PackedLoader.from_examples(progression_examples(num_examples, data_seed, topk=topk), seq_len=seq_len,
-                                      global_batch_size=global_batch_size, seed=seed,
+                                      global_batch_size=global_batch_size, seed=seed, num_epochs=num_epochs,
                                       process_index=process_index, process_count=process_count)
 
 

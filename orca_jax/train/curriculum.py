@@ -12,7 +12,9 @@ tensorboard/, stages/<k>-<name>/summary.json per stage and summary.json for the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import os
 import time
 from typing import Callable, Sequence
@@ -62,23 +64,29 @@ def model_config(preset: str = "tiny", **overrides) -> DecoderConfig:
 
 @gin.configurable
 def data_loader(mixture_or_task_name: str, *, seq_len: int, global_batch_size: int, seed: int,
-                process_index: int, process_count: int, cache_root: str | None = None):
-    """The project's prepared-cache loader (data issue); replace via train.loader_fn."""
+                process_index: int, process_count: int, num_epochs: int | None = None,
+                cache_root: str | None = None):
+    """The project's prepared-cache loader (data issue); replace via train.loader_fn.
+    `num_epochs=None` repeats forever."""
     from orca_jax.data.loader import make_loader
     return make_loader(mixture_or_task_name, cache_root=cache_root, seq_len=seq_len,
                        global_batch_size=global_batch_size, seed=seed, process_index=process_index,
-                       process_count=process_count)
+                       process_count=process_count, num_epochs=num_epochs)
 
 
-def stage_steps(stage: Stage, loader) -> int:
+def stage_loader(stage: Stage, make: Callable[..., object]):
+    """(loader, steps) for a stage. With `epochs`, the loader runs ceil(epochs) whole epochs
+    and the step count comes from a twin loader counted to the end (the packer decides how
+    many rows an epoch fills); a fractional epoch count stops that share of the way through."""
     if (stage.train_steps is None) == (stage.epochs is None):
         raise UserError(f"stage {stage.name!r}: give exactly one of train_steps or epochs")
     if stage.train_steps is not None:
-        return int(stage.train_steps)
-    per_epoch = getattr(loader, "steps_per_epoch", None)
-    if per_epoch is None:
-        raise UserError(f"stage {stage.name!r}: epochs need a loader that knows its steps_per_epoch")
-    return max(1, int(round(stage.epochs * per_epoch)))
+        return make(num_epochs=None), int(stage.train_steps)
+    if stage.epochs <= 0:
+        raise UserError(f"stage {stage.name!r}: epochs must be positive, got {stage.epochs}")
+    whole = math.ceil(stage.epochs)
+    batches = sum(1 for _ in make(num_epochs=whole))
+    return make(num_epochs=whole), max(1, round(batches * stage.epochs / whole))
 
 
 def _check_compatible(name: str, config: DecoderConfig, expected: DecoderConfig) -> None:
@@ -121,10 +129,12 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
     trainer.check_batch_divisible(batch_size, num_microbatches, mesh, rules)
 
     # Loaders first: missing data must fail before anything compiles.
-    loaders = [loader_fn(s.mixture_or_task_name, seq_len=sequence_length, global_batch_size=batch_size,
-                         seed=seed + k, process_index=jax.process_index(), process_count=jax.process_count())
-               for k, s in enumerate(stages)]
-    ends = np.cumsum([stage_steps(s, l) for s, l in zip(stages, loaders)]).tolist()
+    loaders, lengths = zip(*[
+        stage_loader(s, functools.partial(loader_fn, s.mixture_or_task_name, seq_len=sequence_length,
+                                          global_batch_size=batch_size, seed=seed + k,
+                                          process_index=jax.process_index(), process_count=jax.process_count()))
+        for k, s in enumerate(stages)])
+    ends = np.cumsum(lengths).tolist()
     starts = [0] + ends[:-1]
 
     teacher_config = teacher_params = teacher_shardings = None
