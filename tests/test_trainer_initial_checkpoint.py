@@ -1,0 +1,53 @@
+"""Restore order: an initial checkpoint (a Hugging Face folder written by transformers) seeds the
+weights, and the trained MODEL_DIR loads back with `load_model` (config, tokenizer, params)."""
+
+import numpy as np
+import pytest
+import tokenizers
+
+import trainer_support as ts
+from orca_jax.errors import UserError
+from orca_jax.model.config import get_preset
+from orca_jax.model.loading import load_model
+from orca_jax.train import curriculum
+from orca_jax.train.summary import params_sha256
+
+
+@pytest.fixture
+def hf_folder(tmp_path):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    hf = get_preset("tiny").replace(vocab_size=ts.VOCAB).to_hf_config()
+    config = transformers.AutoConfig.for_model(**{k: v for k, v in hf.items() if k != "architectures"})
+    folder = tmp_path / "hf"
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    vocab = {f"t{i}": i for i in range(ts.VOCAB)}
+    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="t0"))
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    backend.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text('{"eos_token": "t1"}')
+    return folder
+
+
+def test_initial_checkpoint_seeds_the_run_and_model_dir_loads_back(tmp_path, hf_folder):
+    # warmup from lr 0: the first step keeps the weights, so they must be the HF model's
+    ts.parse_tiny_gin(tmp_path, "learning_rate_schedule.warmup_steps = 3\n")
+    initial = load_model(str(hf_folder))
+    seen = ts.SigtermAt(-1)
+    summary = curriculum.train(model_dir=str(tmp_path / "run"), initial_checkpoint_path=str(hf_folder),
+                               train_steps=3, eval_fn=seen, eval_every=1)
+    assert seen.seen[0] == (1, params_sha256(initial.params))
+    assert seen.seen[1][1] != params_sha256(initial.params)
+
+    trained = load_model(str(tmp_path / "run"))
+    assert trained.source == "orbax"
+    assert trained.config.vocab_size == ts.VOCAB and trained.config.num_layers == 2
+    assert params_sha256(trained.params) == summary["params_sha256"]
+    assert trained.tokenizer.encode("t5 t7") == initial.tokenizer.encode("t5 t7")
+
+
+def test_initial_checkpoint_of_another_shape_is_refused(tmp_path, hf_folder):
+    ts.parse_tiny_gin(tmp_path, "model_config.num_layers = 3\n")
+    with pytest.raises(UserError, match="num_layers 2 vs 3"):
+        curriculum.train(model_dir=str(tmp_path / "run"), initial_checkpoint_path=str(hf_folder))
