@@ -1,7 +1,6 @@
 """Restore order: an initial checkpoint (a Hugging Face folder written by transformers) seeds the
 weights, and the trained MODEL_DIR loads back with `load_model` (config, tokenizer, params)."""
 
-import numpy as np
 import pytest
 import tokenizers
 

@@ -198,8 +198,7 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
             step_fn = trainer.ShardedStep(
                 trainer.make_train_step(model, optimizer, stage.schedule(ends[k] - starts[k]), loss, mesh=mesh,
                                         rules=rules, num_microbatches=num_microbatches,
-                                        stage_start_step=starts[k], teacher_config=teacher_config,
-                                        skip_nonfinite=skip_nonfinite),
+                                        stage_start_step=starts[k], teacher_config=teacher_config),
                 shardings, keys, mesh, rules, teacher_shardings)
             monitor = Monitor(os.path.join(model_dir, "tensorboard"), first_step=step, last_step=ends[k],
                               flops_per_token=train_flops_per_token(model, sequence_length),

@@ -8,8 +8,6 @@ carries the previous stage's Adam moments over.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import gin
 import jax
 import optax
@@ -64,5 +62,3 @@ def apply_learning_rate(params, directions, lr) -> object:
     """params - lr * direction, leaf by leaf (optax.apply_updates keeps dtypes)."""
     return optax.apply_updates(params, jax.tree_util.tree_map(lambda d: -lr * d, directions))
 
-
-ScheduleFactory = Callable[[int], optax.Schedule]

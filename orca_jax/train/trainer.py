@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from orca_jax import partitioning
@@ -108,8 +109,11 @@ def split_microbatches(batch: dict, num_microbatches: int, mesh, rules) -> dict:
 def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransformation,
                     schedule: optax.Schedule, loss_cfg: LossConfig, *, mesh, rules,
                     num_microbatches: int = 1, stage_start_step: int = 0,
-                    teacher_config: DecoderConfig | None = None, skip_nonfinite: bool = False) -> Callable:
-    """train_step(state, batch, teacher_params) -> (state, metrics), not yet jitted."""
+                    teacher_config: DecoderConfig | None = None) -> Callable:
+    """train_step(state, batch, teacher_params) -> (state, metrics), not yet jitted.
+
+    A step whose loss or gradient is not finite leaves params and optimizer state as they
+    were (metrics["finite"] says so); the loop then stops or skips."""
     model = decoder.Decoder(model_config)
     teacher = decoder.Decoder(teacher_config) if teacher_config is not None else None
 
@@ -150,7 +154,6 @@ def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransf
         directions, opt_state = optimizer.update(grads, state.opt_state, state.params)
         lr = schedule(state.step - stage_start_step)
         params = apply_learning_rate(state.params, directions, lr)
-        # A non-finite step never reaches the state: the loop stops (or skips) on `finite`.
         keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(finite, n, o), new, old)
         new_state = TrainState(step=state.step + 1, params=keep(params, state.params),
                                opt_state=keep(opt_state, state.opt_state))
@@ -230,6 +233,12 @@ class GracefulStop:
     def _handle(self, signum, frame):
         self.requested = True
 
+    def agreed(self) -> bool:
+        """Whether any process was asked to stop: all must save the same step together."""
+        if jax.process_count() == 1:
+            return self.requested
+        return bool(np.max(multihost_utils.process_allgather(np.int32(self.requested))))
+
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
@@ -292,7 +301,7 @@ def run_steps(step_fn: ShardedStep, state: TrainState, loader, *, first_step: in
         checkpointer.save(step, state.params, state.opt_state, progress(tokens))
         if eval_fn is not None and eval_every and step % eval_every == 0:
             monitor.scalars(step, {f"eval/{k}": v for k, v in eval_fn(state.params, step).items()})
-        if stop is not None and stop.requested:
+        if stop is not None and stop.agreed():
             checkpointer.save(step, state.params, state.opt_state, progress(tokens), force=True)
             checkpointer.wait()
             return StageResult(state, metrics, tokens, time.perf_counter() - start, skipped, True)
