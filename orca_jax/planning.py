@@ -38,6 +38,10 @@ from orca_jax.train.optimizer import adamw_direction
 
 GIB = 1024 ** 3
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+# XLA:CPU's default concurrency-optimised scheduler runs every layer's rematerialised forward
+# early, so all layers' activations are live at once and remat seems to save nothing; the
+# memory-minimising scheduler orders them as GPU/TPU compilers do under memory pressure.
+MEMORY_SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler"
 
 
 @gin.configurable
@@ -126,12 +130,13 @@ def shortfall_message(need_gib: float, hbm_gib: float, parts: dict[str, float], 
 
 
 def use_simulated_devices(n: int) -> None:
-    """Make JAX's CPU backend present `n` devices (the mesh being planned). Must run before JAX
-    initialises a backend; XLA_FLAGS is set too so subprocesses see the same count."""
+    """Make JAX's CPU backend present `n` devices (the mesh being planned) and schedule for
+    memory. Must run before JAX initialises a backend (XLA_FLAGS is read then)."""
     if n < 1:
         raise UserError(f"--devices {n}: expected a positive device count")
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(DEVICE_COUNT_FLAG)]
-    os.environ["XLA_FLAGS"] = " ".join(flags + [f"{DEVICE_COUNT_FLAG}={n}"])
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith((DEVICE_COUNT_FLAG, MEMORY_SCHEDULER_FLAG))]
+    os.environ["XLA_FLAGS"] = " ".join(flags + [f"{DEVICE_COUNT_FLAG}={n}", f"{MEMORY_SCHEDULER_FLAG}=false"])
     try:
         jax.config.update("jax_platforms", "cpu")
         jax.config.update("jax_num_cpu_devices", n)
