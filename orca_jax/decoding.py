@@ -48,7 +48,8 @@ def _sample(logits, rng, temperature, top_p, greedy: bool):
 def _generate_padded(config, params, tokens, positions, segment_ids, lengths, max_new_tokens, eos_ids,
                      temperature, top_p, rng, *, cache_length: int, budget: int, greedy: bool):
     batch = tokens.shape[0]
-    logits, cache = apply(config, params, tokens, positions, segment_ids, init_cache(config, batch, cache_length))
+    logits, cache = apply(config, params, tokens, positions, segment_ids, init_cache(config, batch, cache_length),
+                          last_logits_only=True)
 
     def cond(state):
         step, _, _, done, _, _, _ = state

@@ -59,6 +59,8 @@ def xla_attention(q, k, v, mask):
 def cudnn_attention(q, k, v, mask):
     if jax.default_backend() != "gpu":
         raise UserError("attention_impl 'cudnn' needs a GPU; use 'xla' (or 'pallas_gpu' in interpret mode)")
+    if q.dtype not in (jnp.bfloat16, jnp.float16):
+        raise UserError(f"attention_impl 'cudnn' needs dtype bfloat16 or float16, got {q.dtype}")
     return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], scale=1.0 / np.sqrt(q.shape[-1]),
                                         implementation="cudnn")
 

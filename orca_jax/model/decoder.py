@@ -4,10 +4,11 @@ API:
     Decoder(config).apply({"params": params}, tokens, positions, segment_ids, cache=None)
         tokens, positions, segment_ids: int [B, T]; segment id 0 = padding.
         -> logits [B, T, vocab] float32; with `cache`: (logits, new_cache)
+        last_logits_only=True: logits of the last slot only, [B, 1, vocab] (generation prefill)
     init_params(config, rng) -> params        # fp32 pytree (unboxed), the dict under "params"
     param_logical_axes(config) -> pytree of jax.sharding.PartitionSpec with logical names
     init_cache(config, batch_size, max_length) -> cache
-    apply(config, params, tokens, positions, segment_ids, cache=None)   # shorthand for the above
+    apply(config, params, tokens, positions, segment_ids, cache=None, last_logits_only=False)  # shorthand
 
 Parameter tree (names mirror Hugging Face for 1:1 conversion):
     embed_tokens/embedding [vocab, embed]
@@ -68,7 +69,7 @@ class Decoder(nn.Module):
     config: DecoderConfig
 
     @nn.compact
-    def __call__(self, tokens, positions, segment_ids, cache=None):
+    def __call__(self, tokens, positions, segment_ids, cache=None, last_logits_only: bool = False):
         cfg = self.config
         dtype = jnp.dtype(cfg.dtype)
         embed = Embed(cfg.vocab_size, cfg.hidden_size, dtype, name="embed_tokens")
@@ -87,6 +88,8 @@ class Decoder(nn.Module):
                 x, positions, segment_ids, layer_cache, cache_index, cache_segment_ids, cache_positions)
             new_layers.append(new_layer_cache)
         x = RMSNorm(cfg.rms_norm_eps, dtype, name="norm")(x)
+        if last_logits_only:  # prefill for generation needs only the next-token logits
+            x = x[:, -1:]
         if cfg.tie_word_embeddings:
             logits = embed.attend(x)
         else:
@@ -128,5 +131,5 @@ def init_cache(config: DecoderConfig, batch_size: int, max_length: int) -> dict:
     }
 
 
-def apply(config: DecoderConfig, params, tokens, positions, segment_ids, cache=None):
-    return Decoder(config).apply({"params": params}, tokens, positions, segment_ids, cache)
+def apply(config: DecoderConfig, params, tokens, positions, segment_ids, cache=None, last_logits_only=False):
+    return Decoder(config).apply({"params": params}, tokens, positions, segment_ids, cache, last_logits_only)
