@@ -117,6 +117,8 @@ def test_missing_reference_and_bad_key(tmp_path, monkeypatch):
     cands = _write(tmp_path / "c.jsonl", [{"id": "a", "prompt": "p", "response": "r"}])
     with pytest.raises(UserError, match="no reference for id"):
         run_judge(cands, _write(tmp_path / "r.jsonl", [{"id": "b", "prompt": "p", "response": "r"}]), "http://127.0.0.1:9/v1", str(tmp_path / "o"))
+    with pytest.raises(UserError, match=r"^--references \S*nope.jsonl: No such file or directory$"):
+        run_judge(cands, str(tmp_path / "nope.jsonl"), "http://127.0.0.1:9/v1", str(tmp_path / "o"))
     with pytest.raises(UserError, match=r"r2.jsonl:1: field 'response'"):
         run_judge(cands, _write(tmp_path / "r2.jsonl", [{"id": "a", "prompt": "p"}]), "http://127.0.0.1:9/v1", str(tmp_path / "o"))
     monkeypatch.setenv("JUDGE_KEY", "sk-wrong")

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Iterator
 
 import gin
 
+from orca_jax.data.jsonl import BadRecord, jsonl_records
 from orca_jax.errors import UserError
 
 FORMATS = ("orca_jax", "openorca", "openai", "sharegpt", "flan")
@@ -61,14 +62,6 @@ class Trace:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-class BadRecord(UserError):
-    """A record that cannot be used; names where it is and what was expected."""
-
-    def __init__(self, path: str, line: int, field: str, problem: str):
-        self.path, self.line, self.field, self.problem = path, line, field, problem
-        super().__init__(f"{path}:{line}: {field}: {problem}")
 
 
 @dataclasses.dataclass
@@ -267,28 +260,6 @@ def detect_format(record: dict) -> str | None:
 # ---------------------------------------------------------------------------- reading
 
 
-def _jsonl_records(path: str) -> Iterator[tuple[int, dict | BadRecord]]:
-    """(line number, record or the BadRecord that line is); blank lines are ignored."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield lineno, BadRecord(path, lineno, "(line)", f"invalid UTF-8 at byte {e.start}")
-                continue
-            if not text.strip():
-                continue
-            try:
-                rec = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield lineno, BadRecord(path, lineno, "(line)", f"broken JSON: {e.msg} at column {e.colno}")
-                continue
-            if not isinstance(rec, dict):
-                yield lineno, BadRecord(path, lineno, "(line)", f"expected a JSON object, got {type(rec).__name__}")
-                continue
-            yield lineno, rec
-
-
 def _parquet_records(path: str) -> Iterator[tuple[int, dict]]:
     """(row number starting at 1, record) read in batches so large files stream."""
     import pyarrow.parquet as pq
@@ -324,7 +295,7 @@ def read_traces(path: str, format: str | None = None, on_bad_record: str = "rais
         raise UserError(f"{path}: no such trace file")
     report = report if report is not None else ReadReport()
     source = source or _default_source(path)
-    records = _parquet_records(path) if path.endswith(".parquet") else _jsonl_records(path)
+    records = _parquet_records(path) if path.endswith(".parquet") else jsonl_records(path)
     fmt = format
     needs_response = require_response and fmt != "flan"
     for lineno, rec in records:

@@ -25,6 +25,7 @@ import json
 import os
 from dataclasses import dataclass
 
+from orca_jax.data.jsonl import read_jsonl
 from orca_jax.errors import UserError
 from orca_jax.evaluation.extraction import extract_gsm8k_strict
 
@@ -47,22 +48,6 @@ class Example:
     target: str
     options: tuple[str, ...] = ()  # multiple choice, each labelled "(A)..."
     passage: str = ""  # reading passage the question refers to (AGIEval, mc)
-
-
-def _read_jsonl(path: str) -> list[tuple[int, dict]]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{line_no}: expected a JSON object")
-            rows.append((line_no, row))
-    return rows
 
 
 def _field(where: str, row: dict, name: str, kind: type | tuple[type, ...]):
@@ -92,7 +77,7 @@ def read_bbh(data_dir: str, task: str) -> list[Example]:
 def read_agieval(data_dir: str, task: str) -> list[Example]:
     path = os.path.join(data_dir, "agieval", f"{task}.jsonl")
     examples = []
-    for line_no, row in _read_jsonl(path):
+    for line_no, row in read_jsonl(path):
         where, key = f"{path}:{line_no}", f"{task}/{line_no - 1}"
         question, passage = _field(where, row, "question", str), row.get("passage") or ""
         if task == "math":
@@ -106,7 +91,7 @@ def read_agieval(data_dir: str, task: str) -> list[Example]:
 def read_gsm8k(data_dir: str, task: str) -> list[Example]:
     path = os.path.join(data_dir, "gsm8k", f"{task}.jsonl")
     examples = []
-    for line_no, row in _read_jsonl(path):
+    for line_no, row in read_jsonl(path):
         target, ok = extract_gsm8k_strict(_field(f"{path}:{line_no}", row, "answer", str))
         if not ok:
             raise UserError(f"{path}:{line_no}: field 'answer': expected a final '#### N' line")
@@ -117,7 +102,7 @@ def read_gsm8k(data_dir: str, task: str) -> list[Example]:
 def read_mc(data_dir: str, task: str) -> list[Example]:
     path = os.path.join(data_dir, "mc", f"{task}.jsonl")
     examples = []
-    for line_no, row in _read_jsonl(path):
+    for line_no, row in read_jsonl(path):
         choices = _field(f"{path}:{line_no}", row, "choices", list)
         if not 2 <= len(choices) <= len(LETTERS) or not all(isinstance(c, str) for c in choices):
             raise UserError(f"{path}:{line_no}: field 'choices': expected a list of 2 to 26 strings")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from orca_jax.data.jsonl import read_jsonl
 from orca_jax.errors import UserError
 from orca_jax.teacher.client import STATUS_OK, ChatClient, SamplingParams, TeacherUnavailable
 
@@ -58,30 +59,18 @@ class Answer:
     set: str
 
 
-def read_answers(path: str) -> dict[str, Answer]:
+def read_answers(path: str, flag: str | None = None) -> dict[str, Answer]:
+    """Answers by id; `flag` names the option that gave the path in an unreadable-file error."""
     default_set = os.path.splitext(os.path.basename(path))[0]
     answers = {}
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"{path}: {e.strerror}") from None
-    with f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{line_no}: expected a JSON object")
-            for name in ("id", "prompt", "response"):
-                if not isinstance(row.get(name), (str, int)) or isinstance(row.get(name), bool):
-                    raise UserError(f"{path}:{line_no}: field '{name}': expected a string, got {'missing' if name not in row else type(row[name]).__name__}")
-            key = str(row["id"])
-            if key in answers:
-                raise UserError(f"{path}:{line_no}: field 'id': duplicate id {key!r}")
-            answers[key] = Answer(key, str(row["prompt"]), str(row["response"]), str(row.get("set", default_set)))
+    for line_no, row in read_jsonl(path, flag):
+        for name in ("id", "prompt", "response"):
+            if not isinstance(row.get(name), (str, int)) or isinstance(row.get(name), bool):
+                raise UserError(f"{path}:{line_no}: field '{name}': expected a string, got {'missing' if name not in row else type(row[name]).__name__}")
+        key = str(row["id"])
+        if key in answers:
+            raise UserError(f"{path}:{line_no}: field 'id': duplicate id {key!r}")
+        answers[key] = Answer(key, str(row["prompt"]), str(row["response"]), str(row.get("set", default_set)))
     return answers
 
 
@@ -137,7 +126,7 @@ def run_judge(candidates_path: str, references_path: str, judge_url: str, out_di
               temperature: float = 0.2, max_tokens: int = 1024, concurrency: int = 4,
               requests_per_minute: float | None = None, api_key_env: str = "OPENAI_API_KEY") -> dict:
     """Judges every candidate against its reference in both orders; returns (and writes) the summary."""
-    candidates, references = read_answers(candidates_path), read_answers(references_path)
+    candidates, references = read_answers(candidates_path, "--candidates"), read_answers(references_path, "--references")
     missing = sorted(set(candidates) - set(references))
     if missing:
         raise UserError(f"{references_path}: no reference for id(s) {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")

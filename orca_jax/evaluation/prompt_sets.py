@@ -15,6 +15,7 @@ The set's name is the file's name. `answer_prompts` writes the judge's input for
 import json
 import os
 
+from orca_jax.data.jsonl import read_jsonl
 from orca_jax.errors import UserError
 from orca_jax.evaluation.judge import Answer
 from orca_jax.evaluation.runner import generate_texts, place_params
@@ -37,25 +38,12 @@ def read_prompt_set(path: str) -> list[tuple[str, str, str]]:
     """[(id, prompt, set name)] in file order."""
     name = os.path.splitext(os.path.basename(path))[0]
     prompts, seen = [], set()
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"--prompts {path}: {e.strerror}") from None
-    with f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{line_no}: expected a JSON object")
-            key, prompt = _prompt_of(path, line_no, row)
-            if key in seen:
-                raise UserError(f"{path}:{line_no}: duplicate id {key!r}")
-            seen.add(key)
-            prompts.append((key, prompt, name))
+    for line_no, row in read_jsonl(path, "--prompts"):
+        key, prompt = _prompt_of(path, line_no, row)
+        if key in seen:
+            raise UserError(f"{path}:{line_no}: duplicate id {key!r}")
+        seen.add(key)
+        prompts.append((key, prompt, name))
     return prompts
 
 

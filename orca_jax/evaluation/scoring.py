@@ -16,9 +16,9 @@ listed but not averaged). GSM8K's `accuracy` is the strict (official) one;
 `accuracy_flexible` sits beside it, and `average_flexible` at the benchmark level.
 """
 
-import json
 from dataclasses import dataclass
 
+from orca_jax.data.jsonl import read_jsonl
 from orca_jax.errors import UserError
 from orca_jax.evaluation import extraction
 from orca_jax.evaluation.benchmarks import AGIEVAL_ENGLISH_MC, BENCHMARKS, LETTERS
@@ -97,30 +97,17 @@ def summarize(scored: list[dict]) -> dict:
 def read_predictions(path: str) -> list[dict]:
     """A predictions JSONL, each line checked for the fields scoring needs."""
     records = []
-    try:
-        f = open(path, encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"--predictions {path}: {e.strerror}") from None
-    with f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise UserError(f"{path}:{line_no}: expected a JSON object")
-            for name in REQUIRED_FIELDS:
-                if not isinstance(record.get(name), str):
-                    problem = "missing" if name not in record else f"expected a string, got {type(record[name]).__name__}"
-                    raise UserError(f"{path}:{line_no}: field '{name}': {problem}")
-            num_choices = record.get("num_choices")
-            if num_choices is not None and (not isinstance(num_choices, int) or not 2 <= num_choices <= len(LETTERS)):
-                raise UserError(f"{path}:{line_no}: field 'num_choices': expected an integer from 2 to {len(LETTERS)}, got {num_choices!r}")
-            if record["benchmark"] not in BENCHMARKS:
-                raise UserError(f"{path}:{line_no}: field 'benchmark': unknown '{record['benchmark']}' (known: {', '.join(BENCHMARKS)})")
-            records.append(record)
+    for line_no, record in read_jsonl(path, "--predictions"):
+        for name in REQUIRED_FIELDS:
+            if not isinstance(record.get(name), str):
+                problem = "missing" if name not in record else f"expected a string, got {type(record[name]).__name__}"
+                raise UserError(f"{path}:{line_no}: field '{name}': {problem}")
+        num_choices = record.get("num_choices")
+        if num_choices is not None and (not isinstance(num_choices, int) or not 2 <= num_choices <= len(LETTERS)):
+            raise UserError(f"{path}:{line_no}: field 'num_choices': expected an integer from 2 to {len(LETTERS)}, got {num_choices!r}")
+        if record["benchmark"] not in BENCHMARKS:
+            raise UserError(f"{path}:{line_no}: field 'benchmark': unknown '{record['benchmark']}' (known: {', '.join(BENCHMARKS)})")
+        records.append(record)
     if not records:
         raise UserError(f"{path}: no predictions")
     return records
