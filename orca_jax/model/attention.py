@@ -20,6 +20,7 @@ Parameters (fp32, logical axes): q_proj [embed, heads, head_dim], k_proj / v_pro
 from __future__ import annotations
 
 import functools
+import importlib
 
 import flax.linen as nn
 import jax
@@ -32,6 +33,19 @@ from orca_jax.model.layers import apply_rotary, logical_param, rope_inv_freq
 
 # Large finite value (as in splash attention): a fully masked padding row stays finite, never NaN.
 MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
+
+
+KERNEL_MODULES = {"pallas_gpu": "jax.experimental.pallas.ops.gpu.attention",
+                  "splash": "jax.experimental.pallas.ops.tpu.splash_attention"}
+
+
+def kernel_module(impl: str):
+    """The Pallas kernel module for `impl`; these live under jax.experimental and may move."""
+    try:
+        return importlib.import_module(KERNEL_MODULES[impl])
+    except ImportError as e:
+        raise UserError(f"attention_impl {impl!r} is unavailable with jax {jax.__version__} ({e}); "
+                        "use 'xla' or 'cudnn'") from None
 
 
 def attention_mask(q_segment_ids, kv_segment_ids, q_index, kv_index, q_positions, kv_positions, sliding_window):
@@ -66,8 +80,7 @@ def cudnn_attention(q, k, v, mask):
 
 
 def pallas_gpu_attention(q, k, v, segment_ids, sliding_window):
-    from jax.experimental.pallas.ops.gpu import attention as gpu_attention
-
+    gpu_attention = kernel_module("pallas_gpu")
     t = q.shape[1]
     if sliding_window is not None and t > sliding_window:
         raise UserError(f"attention_impl 'pallas_gpu' has no sliding window; sequence length {t} exceeds "
@@ -83,8 +96,7 @@ def pallas_gpu_attention(q, k, v, segment_ids, sliding_window):
 
 @functools.lru_cache(maxsize=32)
 def _splash_kernel(seq_len: int, groups: int, sliding_window: int | None):
-    from jax.experimental.pallas.ops.tpu import splash_attention as splash
-
+    splash = kernel_module("splash")
     if sliding_window is None:
         head_mask = splash.CausalMask((seq_len, seq_len))
     else:
@@ -100,8 +112,7 @@ def _splash_kernel(seq_len: int, groups: int, sliding_window: int | None):
 
 
 def splash_attention(q, k, v, segment_ids, sliding_window):
-    from jax.experimental.pallas.ops.tpu import splash_attention as splash
-
+    splash = kernel_module("splash")
     b, t, h, d = q.shape
     kv_heads = k.shape[2]
     if t % 128:
