@@ -132,3 +132,16 @@ def test_from_hf_config_rejects_unsupported_options():
         DecoderConfig.from_hf_config({**base, "hidden_act": "gelu"})
     with pytest.raises(UserError, match="rope_scaling type 'dynamic'"):
         DecoderConfig.from_hf_config({**base, "rope_parameters": {"rope_type": "dynamic", "factor": 2.0}})
+
+
+def test_bf16_checkpoint_loads_as_fp32(tmp_path):
+    hf_config = transformers.LlamaConfig(vocab_size=61, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                         num_attention_heads=4, num_key_value_heads=2)
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(hf_config).to(torch.bfloat16)
+    model.save_pretrained(tmp_path)
+    config, params = hf_convert.load_hf_folder(tmp_path)
+    ours = hf_convert.params_to_hf(config, params)
+    for name, tensor in model.state_dict().items():
+        assert ours[name].dtype == np.float32
+        np.testing.assert_array_equal(ours[name], tensor.float().numpy())
