@@ -93,6 +93,7 @@ class Plan:
     outputs_gib: float
     aliased_gib: float
     temporaries_gib: float
+    gathered_weights_gib: float
     total_gib: float
     hbm_gib: float | None
     xla_flops_per_device: float
@@ -122,10 +123,14 @@ class Plan:
         return d
 
 
+def _gib(x: float) -> str:
+    return f"{x:.2f}" if abs(x) >= 1 else f"{x:.3g}"
+
+
 def shortfall_message(need_gib: float, hbm_gib: float, parts: dict[str, float], devices: int, mesh: dict) -> str:
-    detail = ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
-    return (f"does not fit: needs {need_gib:.2f} GiB per device ({detail}) but the devices have {hbm_gib:g} GiB, "
-            f"short by {need_gib - hbm_gib:.2f} GiB on {devices} devices (mesh {mesh}); use more devices, "
+    detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items())
+    return (f"does not fit: needs {_gib(need_gib)} GiB per device ({detail}) but the devices have {hbm_gib:g} GiB, "
+            f"short by {_gib(need_gib - hbm_gib)} GiB on {devices} devices (mesh {mesh}); use more devices, "
             f"shard more (fsdp), remat, or more microbatches")
 
 
@@ -188,6 +193,14 @@ def six_nd_params(config: DecoderConfig) -> int:
     d, h, kv = config.hidden_size, config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
     per_layer = 2 * d * h + 2 * d * kv + 3 * d * config.intermediate_size
     return config.num_layers * per_layer + d * config.vocab_size
+
+
+def gathered_weights_bytes(params, config: DecoderConfig, mesh) -> int:
+    """All weights in the compute dtype, split only over `tensor`: what FSDP all-gathers per
+    device over a step. XLA:CPU keeps each layer's gathered copy from forward to backward, so
+    up to this much of the temporaries is weights, not activations."""
+    itemsize = np.dtype(config.dtype).itemsize
+    return sum(x.size for x in jax.tree_util.tree_leaves(params)) * itemsize // mesh.shape["tensor"]
 
 
 def stage_estimates(stages, sizes: DatasetSizes, batch_size: int, seq_len: int,
@@ -279,6 +292,7 @@ def make_plan(hbm_gib: float | None = None, peak_tflops: float | None = None, mf
         params_gib=params_b / GIB, optimizer_gib=opt_b / GIB, batch_gib=batch_b / GIB,
         arguments_gib=mem.argument_size_in_bytes / GIB, outputs_gib=mem.output_size_in_bytes / GIB,
         aliased_gib=mem.alias_size_in_bytes / GIB, temporaries_gib=mem.temp_size_in_bytes / GIB,
+        gathered_weights_gib=gathered_weights_bytes(abstract.params, model, mesh) / GIB,
         total_gib=total_b / GIB, hbm_gib=hbm_gib,
         xla_flops_per_device=float(cost.get("flops", float("nan"))),
         model_flops_per_step=model_flops, six_nd_flops_per_step=6.0 * six_nd_params(model) * tokens_per_step,
@@ -300,6 +314,8 @@ def format_plan(plan: Plan) -> str:
         f"  parameters {plan.params_gib:8.2f}   optimizer state {plan.optimizer_gib:8.2f}   batch {plan.batch_gib:6.3f}",
         f"  compiled: arguments {plan.arguments_gib:.2f} + outputs {plan.outputs_gib:.2f} - aliased "
         f"{plan.aliased_gib:.2f} + temporaries {plan.temporaries_gib:.2f} = {plan.total_gib:.2f}",
+        f"  (all weights gathered in {m['dtype']}: {plan.gathered_weights_gib:.2f}; XLA:CPU holds them "
+        f"from forward to backward; TPU/GPU compilers' schedules likely need less)",
     ]
     if plan.hbm_gib is not None:
         lines.append(f"  fits in {plan.hbm_gib:g} GiB: {'yes' if plan.fits else 'NO'} "
