@@ -41,3 +41,14 @@ def test_t5x_style_bindings_on_the_command_line(tmp_path, capsys, no_compiling):
     rc = main(["train", f"--gin_file={path}", f"--gin.MODEL_DIR='{tmp_path}'", "--gin.mesh_shape.tensor=2"])
     assert rc == 2
     assert "the fixed axes (2 devices) do not divide the 1 available devices" in capsys.readouterr().err
+
+
+def test_batch_not_divisible_by_data_axes_of_a_real_mesh(tmp_path):
+    path = tmp_path / "run.gin"
+    path.write_text(ts.TINY_GIN + "BATCH_SIZE = 6\nmesh_shape.data = 4\n")
+    proc = ts.run_cli(["train", f"--gin_file={path}", f"--gin.MODEL_DIR='{tmp_path / 'model'}'"], devices=4)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        "orca-jax train: error: batch size 6 must be divisible by the data-parallel shards (4, mesh "
+        "{'data': 4, 'fsdp': 1, 'tensor': 1}) times the microbatches (1)"]
+    assert not (tmp_path / "model" / "checkpoints").exists()

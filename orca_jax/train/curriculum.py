@@ -182,6 +182,7 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
     state = trainer.TrainState(step=jax.device_put(jnp.asarray(step, jnp.int32), shardings.step),
                                params=params, opt_state=opt_state)
     _write_model_files(model_dir, model, tokenizer)
+    _write_operative_config(model_dir)  # again after each stage, when every configurable has run
 
     stop = trainer.GracefulStop()
     result = None
