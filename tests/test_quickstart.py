@@ -12,7 +12,8 @@ import pytest
 
 from orca_jax.data.traces import read_traces
 from orca_jax.evaluation.runner import rescore
-from orca_jax.pipelines.quickstart import ERASED, PRESETS, TRACE_FILES
+from orca_jax.pipelines.quickstart import PRESETS
+from orca_jax.pipelines.synthetic_experiment import ERASED
 from orca_jax.synthetic.families import FAMILIES
 
 CI = PRESETS["ci"]
@@ -31,7 +32,7 @@ def out_dir(tmp_path_factory):
 def test_traces_and_caches(out_dir):
     sizes = {"assistant_orca1": CI.assistant_per_family, "strong_orca2": CI.strong_per_family,
              "answers_only": CI.assistant_per_family + CI.strong_per_family}
-    for stem in TRACE_FILES:
+    for stem in sizes:
         traces = list(read_traces(os.path.join(out_dir, "traces", f"{stem}.jsonl")))
         assert len(traces) == sizes[stem] * len(FAMILIES)
         meta = json.load(open(os.path.join(out_dir, "cache", f"traces_{stem}", "metadata.json")))

@@ -59,3 +59,20 @@ def accuracy_table(columns: dict[str, dict[str, float]], row_label: str = "task"
         label = f"**{task}**" if task == "average" else task
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plot_bars(values: dict[str, dict[str, float]], path: str, title: str) -> None:
+    """Bar per condition: `{"mean", "std"}` drawn as height and error bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 1, 3.5))
+    ax.bar(names, [values[n]["mean"] for n in names], yerr=[values[n]["std"] for n in names], capsize=4)
+    ax.set_title(title)
+    ax.set_ylabel("accuracy (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

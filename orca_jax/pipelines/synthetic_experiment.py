@@ -1,0 +1,182 @@
+"""Building blocks of experiments on the synthetic world, shared by the quickstart and
+the mini reproduction. Each step goes through the project's real pipeline:
+
+traces (the data layer's JSONL writer) -> a BPE tokenizer trained on them -> one seqio
+Task per trace file (`tasks/`), prepared once into the token cache with the configured
+prompt erasing -> the gin-configurable curriculum trainer -> held-out instances in
+BIG-Bench Hard's layout, answered by KV-cache generation and scored by the BBH rules.
+
+Layout under `out_dir`: traces/, tokenizer/, cache/, runs/<run>/ (checkpoints,
+TensorBoard logs, summaries), eval/data/bbh/ and eval/<run>/ (predictions, summaries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+from orca_jax.data.system_messages import CAUTIOUS_SYSTEM_MESSAGE
+from orca_jax.synthetic.teachers import strong_teacher, teacher_assistant
+
+# Trace files whose teacher system message is erased to the cautious one before
+# tokenization (Orca 2's prompt erasing; the baseline's empty message likewise, so
+# every model is evaluated under the system message it was trained with).
+ERASED = ("strong_orca2", "answers_only")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    assistant_per_family: int = 300  # stage 1: teacher-assistant traces per family
+    strong_per_family: int = 150  # stage 2: strong-teacher traces per family
+    assistant_error_rate: float = 0.2
+    eval_per_family: int = 40  # held-out (harder) instances per family
+    stage_steps: tuple[int, int] = (120, 120)  # single-stage runs train for their sum
+    batch_size: int = 16
+    sequence_length: int = 256  # every training trace fits; packing fills the rows
+    vocab_size: int = 1024
+    hidden_size: int = 96
+    num_layers: int = 2
+    num_heads: int = 4
+    peak_lr: float = 3e-3
+    warmup_steps: int = 20
+    max_new_tokens: int = 320
+    eval_batch_size: int = 64
+    seed: int = 0
+
+
+def trace_sets(cfg: ExperimentConfig) -> dict[str, list]:
+    """File stem -> traces."""
+    from orca_jax.synthetic.trace_generation import synthetic_traces
+
+    assistant, strong = teacher_assistant(cfg.assistant_error_rate), strong_teacher()
+    stage1_seed, stage2_seed = cfg.seed * 1000 + 1, cfg.seed * 1000 + 2
+    return {
+        "assistant_orca1": synthetic_traces(assistant, "orca1", "train", cfg.assistant_per_family, stage1_seed),
+        "strong_orca2": synthetic_traces(strong, "orca2", "train", cfg.strong_per_family, stage2_seed),
+        # The baseline sees the same questions as the student, answered without explanation.
+        "answers_only": (synthetic_traces(strong, "answers_only", "train", cfg.assistant_per_family, stage1_seed)
+                         + synthetic_traces(strong, "answers_only", "train", cfg.strong_per_family, stage2_seed)),
+    }
+
+
+def write_traces(out_dir: str, traces: dict[str, list]) -> dict[str, dict]:
+    """Writes traces/<stem>.jsonl; returns per-file counts and the teachers' accuracy."""
+    from orca_jax.data.traces import write_traces as write_jsonl
+
+    os.makedirs(os.path.join(out_dir, "traces"), exist_ok=True)
+    stats = {}
+    for stem, items in traces.items():
+        write_jsonl(os.path.join(out_dir, "traces", f"{stem}.jsonl"), items)
+        stats[stem] = {"traces": len(items),
+                       "teacher_accuracy": 100.0 * sum(t.metadata["teacher_correct"] for t in items) / len(items)}
+    return stats
+
+
+def train_tokenizer(out_dir: str, cfg: ExperimentConfig):
+    """Trains on every trace file read back from traces/; saved to tokenizer/."""
+    from orca_jax.data.traces import read_traces
+    from orca_jax.synthetic.tokenizer import train_tokenizer as train_bpe
+
+    texts = [CAUTIOUS_SYSTEM_MESSAGE]
+    folder = os.path.join(out_dir, "traces")
+    for name in sorted(os.listdir(folder)):
+        for trace in read_traces(os.path.join(folder, name)):
+            texts += [trace.system] + [turn["content"] for turn in trace.turns]
+    tokenizer = train_bpe(texts, cfg.vocab_size)
+    tokenizer.save(os.path.join(out_dir, "tokenizer"))
+    return tokenizer
+
+
+def prepare_tasks(out_dir: str, cfg: ExperimentConfig, names: list[str],
+                  mixtures: dict[str, dict[str, float]] | None = None) -> dict[str, dict]:
+    """Registers a seqio Task per trace file (and the given Mixtures) and prepares `names`
+    into cache/; returns each prepared task's cache metadata."""
+    import gin
+
+    from orca_jax.data.prepare import prepare
+    from tasks.traces import register_trace_mixtures, register_trace_tasks
+
+    with gin.unlock_config():
+        gin.bind_parameter("erasing_policy.per_task", {f"traces_{stem}": "cautious" for stem in ERASED})
+    register_trace_tasks(data_dir=os.path.join(out_dir, "traces"), tokenizer_path=os.path.join(out_dir, "tokenizer"))
+    register_trace_mixtures(mixtures or {})
+    metadata = {}
+    for name in names:
+        metadata.update(prepare(name, os.path.join(out_dir, "cache"), max_length=cfg.sequence_length))
+    return metadata
+
+
+def student_config(cfg: ExperimentConfig, vocab_size: int):
+    from orca_jax.model.config import get_preset
+
+    return get_preset("tiny").replace(
+        vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=3 * cfg.hidden_size,
+        num_layers=cfg.num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_heads,
+        max_position_embeddings=cfg.sequence_length + cfg.max_new_tokens)
+
+
+def stage(cfg: ExperimentConfig, name: str, task: str, steps: int):
+    from orca_jax.train.curriculum import Stage
+
+    return Stage(name, task, train_steps=steps, peak_lr=cfg.peak_lr, warmup_steps=cfg.warmup_steps, decay="cosine",
+                 final_lr_fraction=0.1)
+
+
+def train_run(out_dir: str, cfg: ExperimentConfig, name: str, stages: list, model) -> dict:
+    """Trains runs/<name> through `stages` from scratch; returns the trainer's summary plus
+    `stage_ends` (the last step of each stage)."""
+    from orca_jax.train.curriculum import data_loader, train
+
+    summary = train(os.path.join(out_dir, "runs", name), model=model, sequence_length=cfg.sequence_length,
+                    batch_size=cfg.batch_size, stages=stages, seed=cfg.seed,
+                    loader_fn=functools.partial(data_loader, cache_root=os.path.join(out_dir, "cache")),
+                    tokenizer_path=os.path.join(out_dir, "tokenizer"))
+    summary["stage_ends"] = [s["final_step"] for s in summary["stages"]]
+    return summary
+
+
+def held_out_examples(out_dir: str, cfg: ExperimentConfig) -> list:
+    """Held-out instances (the test split: harder than any training instance), written in
+    BBH's layout under eval/data and read back with the BBH reader."""
+    from orca_jax.evaluation.benchmarks import read_bbh
+    from orca_jax.synthetic.eval_sets import write_bbh_layout
+
+    data_dir = os.path.join(out_dir, "eval", "data")
+    tasks = write_bbh_layout(data_dir, "test", cfg.eval_per_family, cfg.seed * 1000 + 100)
+    return [e for task in tasks for e in read_bbh(data_dir, task)]
+
+
+def evaluate_run(out_dir: str, cfg: ExperimentConfig, name: str, examples: list) -> dict:
+    """Greedy answers of runs/<name> under the cautious system message (as Orca 2
+    evaluates), scored by BBH's rules; writes eval/<name>/; returns the BBH summary."""
+    from orca_jax.evaluation.runner import predict
+    from orca_jax.evaluation.scoring import summarize
+    from orca_jax.evaluation.tables import write_predictions, write_summary
+    from orca_jax.model.loading import load_model
+
+    loaded = load_model(os.path.join(out_dir, "runs", name))
+    records = predict(loaded.config, loaded.params, loaded.tokenizer, examples, system=CAUTIOUS_SYSTEM_MESSAGE,
+                      batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens, progress=False)
+    summary = summarize(records)
+    folder = os.path.join(out_dir, "eval", name)
+    os.makedirs(folder, exist_ok=True)
+    write_predictions(os.path.join(folder, "predictions.jsonl"), records)
+    write_summary(folder, summary)
+    return summary["bbh"]
+
+
+def accuracies(bbh_summary: dict, field: str = "accuracy") -> dict[str, float]:
+    """Task -> percent, plus the unweighted average over tasks (BBH's convention)."""
+    values = {task: row[field] for task, row in bbh_summary["tasks"].items()}
+    values["average"] = sum(values.values()) / len(values)
+    return values
+
+
+def machine() -> dict:
+    import platform
+
+    import jax
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "jax_backend": jax.default_backend()}

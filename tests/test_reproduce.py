@@ -1,0 +1,75 @@
+"""The mini reproduction at its reduced (CI) size, run as the CLI runs it: the table has
+every condition and task, and its means, deviations and verdicts follow from the
+per-seed numbers, which follow from the predictions."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from orca_jax.evaluation.runner import rescore
+from orca_jax.pipelines.reproduce import CLAIMS, CONDITIONS
+from orca_jax.synthetic.families import FAMILIES
+
+SEEDS = 2
+
+# About two CPU-minutes: ten trainings and evaluations.
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("reproduce"))
+    proc = subprocess.run([sys.executable, "-m", "orca_jax.cli", "reproduce", "--suite", "ci", "--seeds", str(SEEDS),
+                           "--out", out], capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_summary_follows_from_per_seed_predictions(out_dir):
+    results = json.load(open(os.path.join(out_dir, "results.json")))
+    tasks = set(FAMILIES) | {"average"}
+    assert set(results["summary"]) == set(CONDITIONS)
+    for condition in CONDITIONS:
+        per_seed = [results["per_seed"][str(s)][condition] for s in range(SEEDS)]
+        for seed, accuracies in enumerate(per_seed):
+            rescored = rescore(os.path.join(out_dir, f"seed_{seed}", "eval", condition, "predictions.jsonl"))["bbh"]
+            assert set(accuracies) == tasks
+            for task in FAMILIES:
+                assert accuracies[task] == pytest.approx(rescored["tasks"][task]["accuracy"])
+        for task in tasks:
+            values = [a[task] for a in per_seed]
+            cell = results["summary"][condition][task]
+            assert cell["mean"] == pytest.approx(statistics.fmean(values))
+            assert cell["std"] == pytest.approx(statistics.stdev(values))
+    assert [c["claim"] for c in results["claims"]] == [c[0] for c in CLAIMS]
+    for claim in results["claims"]:
+        better, worse = (results["summary"][claim[k]]["average"] for k in ("better", "worse"))
+        assert claim["difference"] == pytest.approx(better["mean"] - worse["mean"])
+        assert (claim["verdict"] == "appears") == (claim["difference"] > better["std"] + worse["std"])
+
+
+def test_conditions_trained_as_specified(out_dir):
+    seed_dir = os.path.join(out_dir, "seed_0")
+    stages = {c: sorted(os.listdir(os.path.join(seed_dir, "runs", c, "stages"))) for c in CONDITIONS}
+    assert stages == {"shallow": ["0-answers_only"], "progressive": ["0-assistant", "1-strong"],
+                      "strong_only": ["0-strong"], "mixed": ["0-mixed"], "prompts_kept": ["0-assistant", "1-strong_kept"]}
+    steps = {json.load(open(os.path.join(seed_dir, "runs", c, "summary.json")))["final_step"] for c in CONDITIONS}
+    assert len(steps) == 1  # every condition gets the same number of steps
+    kept = json.load(open(os.path.join(seed_dir, "cache", "traces_strong_orca2_kept", "metadata.json")))
+    erased = json.load(open(os.path.join(seed_dir, "cache", "traces_strong_orca2", "metadata.json")))
+    assert (kept["erasing_policy"], erased["erasing_policy"]) == (None, "cautious")
+    mixture = json.load(open(os.path.join(seed_dir, "cache", "mixed_assistant_strong", "mixture.json")))["tasks"]
+    assert len(mixture) == 2
+
+
+def test_report_files(out_dir):
+    markdown = open(os.path.join(out_dir, "results.md")).read()
+    assert all(c in markdown for c in CONDITIONS) and all(c[0] in markdown for c in CLAIMS)
+    assert "±" in markdown
+    import matplotlib.image
+
+    assert matplotlib.image.imread(os.path.join(out_dir, "ablations.png")).ndim == 3
