@@ -13,6 +13,7 @@ from orca_jax.errors import UserError
 # command name -> (module under orca_jax.commands, one-line help)
 COMMANDS = {
     "quickstart": ("quickstart", "the whole Orca pipeline on a synthetic world on a CPU: traces, curriculum, student vs shallow baseline"),
+    "reproduce": ("reproduce", "the papers' ablations in miniature on the synthetic world, mean and std over seeds"),
     "inspect": ("inspect", "print packed rows of a prepared task: segments, loss-weighted tokens, lengths, packing stats"),
     "prepare": ("prepare", "run a seqio trace Task/Mixture once and cache tokenized examples for training"),
     "generate": ("generate", "one chat reply from a model (HF folder, .gguf or orca-jax model folder)"),
