@@ -218,13 +218,15 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
             if result.preempted:
                 checkpointer.close()
                 return {"preempted": True, "final_step": step}
-            checkpointer.save(step, state.params, state.opt_state,
-                              {"stage": k, "loader": loader.state(), "stage_tokens": result.tokens_seen}, force=True)
+            # Summary first: killed before the stage-end checkpoint, the stage reruns its last
+            # steps after a restart and rewrites the same summary.
             summary = {"stage": stage.name, "stage_index": k, "final_step": step, "stage_steps": ends[k] - starts[k],
                        "final_loss": result.last_metrics.get("loss"), "tokens_seen": result.tokens_seen,
                        "wall_seconds": result.wall_seconds, "skipped_steps": result.skipped_steps,
                        "params_sha256": params_sha256(state.params)}
             write_summary(_stage_dir(model_dir, k, stage), summary)
+            checkpointer.save(step, state.params, state.opt_state,
+                              {"stage": k, "loader": loader.state(), "stage_tokens": result.tokens_seen}, force=True)
     checkpointer.wait()
     checkpointer.close()
     summaries = [_stage_summary(model_dir, k, stage) for k, stage in enumerate(stages)]

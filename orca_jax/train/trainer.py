@@ -301,7 +301,9 @@ def run_steps(step_fn: ShardedStep, state: TrainState, loader, *, first_step: in
         checkpointer.save(step, state.params, state.opt_state, progress(tokens))
         if eval_fn is not None and eval_every and step % eval_every == 0:
             monitor.scalars(step, {f"eval/{k}": v for k, v in eval_fn(state.params, step).items()})
-        if stop is not None and stop.agreed():
+        # at a stage's last step the stage simply ends (summary, stage checkpoint); the next
+        # stage's first step then honours the request
+        if stop is not None and step < last_step and stop.agreed():
             checkpointer.save(step, state.params, state.opt_state, progress(tokens), force=True)
             checkpointer.wait()
             return StageResult(state, metrics, tokens, time.perf_counter() - start, skipped, True)
