@@ -145,6 +145,7 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     """
     if coordinator_address is None and num_processes is None and process_id is None and not auto_detect:
         return
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") != "gloo":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                process_id=process_id)

@@ -69,6 +69,8 @@ def data_loader(mixture_or_task_name: str, *, seq_len: int, global_batch_size: i
     """The project's prepared-cache loader (data issue); replace via train.loader_fn.
     `num_epochs=None` repeats forever."""
     from orca_jax.data.loader import make_loader
+    if cache_root is None:
+        raise UserError("set data_loader.cache_root (the folder `orca-jax prepare` wrote task caches into)")
     return make_loader(mixture_or_task_name, cache_root=cache_root, seq_len=seq_len,
                        global_batch_size=global_batch_size, seed=seed, process_index=process_index,
                        process_count=process_count, num_epochs=num_epochs)
