@@ -69,13 +69,19 @@ def _eos(tokenizer) -> str:
     return tokenizer.backend.id_to_token(tokenizer.eos_id)
 
 
+def _builder_with_bos(tokenizer) -> _Builder:
+    """A builder that starts with BOS when the tokenizer adds one."""
+    b = _Builder()
+    if tokenizer.add_bos and tokenizer.bos_id is not None:
+        b.add(tokenizer.backend.id_to_token(tokenizer.bos_id))
+    return b
+
+
 def _render_chatml(trace: Trace, tokenizer) -> _Builder:
     missing = [t for t in CHATML_TOKENS if tokenizer.token_to_id(t) is None]
     if missing:
         raise UserError(f"chatml template: tokens {missing} are not in the vocabulary; add them with ensure_template_tokens (and resize the model)")
-    b = _Builder()
-    if tokenizer.add_bos and tokenizer.bos_id is not None:
-        b.add(tokenizer.backend.id_to_token(tokenizer.bos_id))
+    b = _builder_with_bos(tokenizer)
     if trace.system:
         b.add(f"<|im_start|>system\n{trace.system}<|im_end|>\n")
     for turn in trace.turns:
@@ -107,9 +113,7 @@ def _render_llama2(trace: Trace, tokenizer) -> _Builder:
 
 def _render_plain(trace: Trace, tokenizer) -> _Builder:
     eos = _eos(tokenizer)
-    b = _Builder()
-    if tokenizer.add_bos and tokenizer.bos_id is not None:
-        b.add(tokenizer.backend.id_to_token(tokenizer.bos_id))
+    b = _builder_with_bos(tokenizer)
     if trace.system:
         b.add(f"### System:\n{trace.system}\n\n")
     for turn in trace.turns:

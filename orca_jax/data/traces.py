@@ -187,43 +187,41 @@ def _parse_openorca(rec: dict, where, source: str) -> Trace:
     )
 
 
-def _parse_openai(rec: dict, where, source: str) -> Trace:
-    messages = _require(rec, "messages", where, list)
+def _conversation(rec: dict, where, field: str, role_key: str, content_key: str, roles: dict[str, str],
+                  expected_roles: str) -> tuple[str, list[dict[str, str]]]:
+    """(system message, turns) of the chat messages listed under `field`: an optional first
+    system message, then turns whose role names `roles` maps to ours."""
+    messages = _require(rec, field, where, list)
     system, turns = "", []
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
-            raise BadRecord(*where, f"messages[{i}]", f"expected an object, got {type(m).__name__}")
-        role = _require(m, "role", where, prefix=f"messages[{i}].")
-        content = _require(m, "content", where, prefix=f"messages[{i}].")
+            raise BadRecord(*where, f"{field}[{i}]", f"expected an object, got {type(m).__name__}")
+        role = _require(m, role_key, where, prefix=f"{field}[{i}].")
+        content = _require(m, content_key, where, prefix=f"{field}[{i}].")
         if role == "system" and i == 0:
             system = content
-        elif role in ROLES:
-            turns.append({"role": role, "content": content})
+        elif role in roles:
+            turns.append({"role": roles[role], "content": content})
         else:
-            raise BadRecord(*where, f"messages[{i}].role", f"unknown role {role!r} (expected system first, then user/assistant)")
-    _check_turns(turns, where, "messages", need_response=True)
+            raise BadRecord(*where, f"{field}[{i}].{role_key}", f"unknown role {role!r} (expected {expected_roles})")
+    _check_turns(turns, where, field, need_response=True)
+    return system, turns
+
+
+def _conversation_id(rec: dict, where, source: str) -> str:
     rid = rec.get("id")
-    return Trace(id=str(rid) if rid is not None else f"{source}:{where[1]}", system=system, turns=turns, source=source,
+    return str(rid) if rid is not None else f"{source}:{where[1]}"
+
+
+def _parse_openai(rec: dict, where, source: str) -> Trace:
+    system, turns = _conversation(rec, where, "messages", "role", "content", {r: r for r in ROLES}, "system first, then user/assistant")
+    return Trace(id=_conversation_id(rec, where, source), system=system, turns=turns, source=source,
                  metadata={k: v for k, v in rec.items() if k not in ("messages", "id")})
 
 
 def _parse_sharegpt(rec: dict, where, source: str) -> Trace:
-    conversation = _require(rec, "conversations", where, list)
-    system, turns = "", []
-    for i, m in enumerate(conversation):
-        if not isinstance(m, dict):
-            raise BadRecord(*where, f"conversations[{i}]", f"expected an object, got {type(m).__name__}")
-        who = _require(m, "from", where, prefix=f"conversations[{i}].")
-        value = _require(m, "value", where, prefix=f"conversations[{i}].")
-        if who == "system" and i == 0:
-            system = value
-        elif who in _SHAREGPT_ROLES:
-            turns.append({"role": _SHAREGPT_ROLES[who], "content": value})
-        else:
-            raise BadRecord(*where, f"conversations[{i}].from", f"unknown role {who!r} (expected system, human or gpt)")
-    _check_turns(turns, where, "conversations", need_response=True)
-    rid = rec.get("id")
-    return Trace(id=str(rid) if rid is not None else f"{source}:{where[1]}", system=system, turns=turns, source=source)
+    system, turns = _conversation(rec, where, "conversations", "from", "value", _SHAREGPT_ROLES, "system, human or gpt")
+    return Trace(id=_conversation_id(rec, where, source), system=system, turns=turns, source=source)
 
 
 def _parse_flan(rec: dict, where, source: str) -> Trace:
