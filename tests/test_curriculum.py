@@ -54,9 +54,13 @@ def test_curriculum_gin_file_defines_the_stages(tmp_path):
     assert os.path.isfile(os.path.join(ts.REPO, "gin", "runs", "tiny_two_stage.gin"))
 
 
-def test_epochs_cover_every_example_token_exactly_that_many_times(tmp_path):
+def test_epochs_run_the_loaders_steps_per_epoch_and_see_every_token(tmp_path):
     ts.parse_tiny_gin(tmp_path, "toy_loader.num_examples = 60\n")
     summary = curriculum.train(model_dir=str(tmp_path / "run"), train_steps=None, epochs=2)
+    one_pass = ts.toy_loader("toy", seq_len=32, global_batch_size=8, seed=0, process_index=0, process_count=1,
+                             num_examples=60, num_epochs=1)
+    assert summary["final_step"] == 2 * sum(1 for _ in one_pass) > 0
+    # two passes' worth of tokens: at most one batch per epoch more, since repeating data fills
+    # the rows a single pass leaves empty in its last batch
     example_tokens = sum(len(ex["ids"]) for ex in ts.progression_examples(60, 0))
-    assert summary["tokens_seen"] == 2 * example_tokens
-    assert summary["final_step"] == summary["stages"][0]["stage_steps"] > 0
+    assert 2 * example_tokens <= summary["tokens_seen"] < 2 * example_tokens + 2 * 8 * 32

@@ -24,7 +24,6 @@ def no_compiling(monkeypatch):
     ("train.num_microbatches = 3", "batch size 8 must be divisible"),
     ("MIXTURE_OR_TASK_NAME = 'missing'", "no prepared data for task 'missing'"),
     ("train.loader_fn = @data_loader\ndata_loader.cache_root = '/nonexistent/cache'", "/nonexistent/cache"),
-    ("train.loader_fn = @data_loader", "set data_loader.cache_root"),
 ])
 def test_bad_config_is_one_clear_error_before_compiling(tmp_path, capsys, no_compiling, binding, expected):
     path = tmp_path / "run.gin"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 import time
 from typing import Callable, Sequence
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from orca_jax import partitioning
+from orca_jax.data.loader import Prefetcher
 from orca_jax.data.tokenizer import load_tokenizer
 from orca_jax.errors import UserError
 from orca_jax.model import decoder, orbax_io
@@ -66,29 +66,28 @@ def model_config(preset: str = "tiny", **overrides) -> DecoderConfig:
 def data_loader(mixture_or_task_name: str, *, seq_len: int, global_batch_size: int, seed: int,
                 process_index: int, process_count: int, num_epochs: int | None = None,
                 cache_root: str | None = None):
-    """The project's prepared-cache loader (data issue); replace via train.loader_fn.
-    `num_epochs=None` repeats forever."""
+    """The project's prepared-cache loader (data issue), with `orca-jax prepare`'s default
+    cache root when `cache_root` is None; replace via train.loader_fn."""
     from orca_jax.data.loader import make_loader
-    if cache_root is None:
-        raise UserError("set data_loader.cache_root (the folder `orca-jax prepare` wrote task caches into)")
     return make_loader(mixture_or_task_name, cache_root=cache_root, seq_len=seq_len,
                        global_batch_size=global_batch_size, seed=seed, process_index=process_index,
                        process_count=process_count, num_epochs=num_epochs)
 
 
 def stage_loader(stage: Stage, make: Callable[..., object]):
-    """(loader, steps) for a stage. With `epochs`, the loader runs ceil(epochs) whole epochs
-    and the step count comes from a twin loader counted to the end (the packer decides how
-    many rows an epoch fills); a fractional epoch count stops that share of the way through."""
+    """(loader, steps) for a stage. The loader repeats its data; with `epochs` the stage runs
+    round(epochs * steps_per_epoch) steps, the loader's own count of the global batches one
+    pass over its examples fills (the packer decides how many rows that is)."""
     if (stage.train_steps is None) == (stage.epochs is None):
         raise UserError(f"stage {stage.name!r}: give exactly one of train_steps or epochs")
+    loader = make(num_epochs=None)
     if stage.train_steps is not None:
-        return make(num_epochs=None), int(stage.train_steps)
+        return loader, int(stage.train_steps)
     if stage.epochs <= 0:
         raise UserError(f"stage {stage.name!r}: epochs must be positive, got {stage.epochs}")
-    whole = math.ceil(stage.epochs)
-    batches = sum(1 for _ in make(num_epochs=whole))
-    return make(num_epochs=whole), max(1, round(batches * stage.epochs / whole))
+    if not hasattr(loader, "steps_per_epoch"):
+        raise UserError(f"stage {stage.name!r}: epochs need a loader with steps_per_epoch; give train_steps")
+    return loader, max(1, round(stage.epochs * loader.steps_per_epoch))
 
 
 def _check_compatible(name: str, config: DecoderConfig, expected: DecoderConfig) -> None:
@@ -206,14 +205,17 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
             monitor = Monitor(os.path.join(model_dir, "tensorboard"), first_step=step, last_step=ends[k],
                               flops_per_token=train_flops_per_token(model, sequence_length),
                               description=f"stage {k + 1}/{len(stages)} {stage.name}")
+            # packs ahead on a thread; its state() is that of the batches handed out so far
+            feed = Prefetcher(loader)
             try:
                 result = trainer.run_steps(
-                    step_fn, state, loader, first_step=step, last_step=ends[k], keys=keys,
+                    step_fn, state, feed, first_step=step, last_step=ends[k], keys=keys,
                     teacher_params=teacher_params, checkpointer=checkpointer,
-                    progress=lambda tokens: {"stage": k, "loader": loader.state(), "stage_tokens": tokens},
+                    progress=lambda tokens: {"stage": k, "loader": feed.state(), "stage_tokens": tokens},
                     monitor=monitor, tokens_before=stage_tokens,
                     skip_nonfinite=skip_nonfinite, eval_fn=eval_fn, eval_every=eval_every, stop=stop)
             finally:
+                feed.close()
                 monitor.close()
             state, step, stage_tokens = result.state, int(result.state.step), 0
             _write_operative_config(model_dir)
@@ -228,7 +230,7 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
                        "params_sha256": params_sha256(state.params)}
             write_summary(_stage_dir(model_dir, k, stage), summary)
             checkpointer.save(step, state.params, state.opt_state,
-                              {"stage": k, "loader": loader.state(), "stage_tokens": result.tokens_seen}, force=True)
+                              {"stage": k, "loader": feed.state(), "stage_tokens": result.tokens_seen}, force=True)
     checkpointer.wait()
     checkpointer.close()
     summaries = [_stage_summary(model_dir, k, stage) for k, stage in enumerate(stages)]
