@@ -48,6 +48,17 @@ MESH_SCRIPT = textwrap.dedent("""
             "grad_norm": max(abs(m["grad_norm"] - r["grad_norm"]) / r["grad_norm"]
                              for m, r in zip(metrics, ref_metrics)),
         }
+    # the state really is split by the rules: params and Adam moments alike
+    from orca_jax.train import trainer
+    from orca_jax.train.optimizer import adamw_direction
+    from orca_jax.model.config import get_preset
+    optimizer = adamw_direction()
+    _, sh = trainer.state_shardings(get_preset("tiny").replace(vocab_size=256), optimizer,
+                                    partitioning.make_mesh((2, 2, 2)), partitioning.logical_axis_rules())
+    adam = [s for s in sh.opt_state if hasattr(s, "mu")][0]
+    out["shards"] = {"up_proj": sh.params["layers_0"]["mlp"]["up_proj"].shard_shape((64, 176)),
+                     "up_proj_mu": adam.mu["layers_0"]["mlp"]["up_proj"].shard_shape((64, 176)),
+                     "adam_count": adam.count.shard_shape(())}
     print(json.dumps(out))
 """)
 
@@ -59,6 +70,8 @@ def test_meshes_of_eight_devices_equal_one_device():
                           timeout=600, cwd=ts.REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # embed over fsdp (2), mlp over tensor (2); Adam's moments follow, its counter is replicated
+    assert result.pop("shards") == {"up_proj": [32, 88], "up_proj_mu": [32, 88], "adam_count": []}
     assert len(result) == 3
     for name, diffs in result.items():
         for what, value in diffs.items():
