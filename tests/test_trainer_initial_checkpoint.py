@@ -10,6 +10,7 @@ from orca_jax.model.config import get_preset
 from orca_jax.model.loading import load_model
 from orca_jax.train import curriculum
 from orca_jax.train.summary import params_sha256
+from orca_jax.train.trainer import LossConfig
 
 
 @pytest.fixture
@@ -50,3 +51,11 @@ def test_initial_checkpoint_of_another_shape_is_refused(tmp_path, hf_folder):
     ts.parse_tiny_gin(tmp_path, "model_config.num_layers = 3\n")
     with pytest.raises(UserError, match="num_layers 2 vs 3"):
         curriculum.train(model_dir=str(tmp_path / "run"), initial_checkpoint_path=str(hf_folder))
+
+
+def test_online_teacher_loaded_from_a_folder_distils(tmp_path, hf_folder):
+    ts.parse_tiny_gin(tmp_path)
+    summary = curriculum.train(model_dir=str(tmp_path / "run"), train_steps=2, teacher_path=str(hf_folder),
+                               loss=LossConfig(kd_source="online", kd_kind="forward_kl", kd_alpha=1.0))
+    # alpha 1: the loss is the KD term alone, which is > 0 between two different random models
+    assert summary["final_loss"] > 0.01 and summary["final_step"] == 2
