@@ -45,7 +45,7 @@ def _greedy_by_recomputation(config, params, prompt, steps):
     return seq[len(prompt):]
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", ["llama", "mistral_window"])  # qwen2_tied: via the log-prob test
 def test_greedy_generate_equals_recomputation(name):
     config = CONFIGS[name]
     params = _params(config)

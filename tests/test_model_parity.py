@@ -56,3 +56,19 @@ def test_logits_match_transformers(case, tmp_path):
         assert config.sliding_window == 5  # the window actually bites: 14 tokens > 5
     if case == "llama3_scaling_tied":
         assert config.rope_scaling["rope_type"] == "llama3" and "lm_head" not in params
+
+
+def test_bf16_compute_tracks_fp32_transformers(tmp_path):
+    """Params stay fp32 and logits come back fp32; bf16 compute stays within bf16 rounding of HF fp32."""
+    model = _random_hf_model(CASES["llama_gqa_theta"]())
+    model.save_pretrained(tmp_path)
+    config, params = hf_convert.load_hf_folder(tmp_path)
+    tokens = np.random.RandomState(2).randint(0, 97, (2, 14))
+    with torch.no_grad():
+        expected = model(torch.tensor(tokens)).logits.numpy()
+    positions = np.broadcast_to(np.arange(14), tokens.shape)
+    logits = jit_apply(config.replace(dtype="bfloat16"), params, tokens, positions, np.ones_like(tokens))
+    assert logits.dtype == np.float32
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree_util.tree_leaves(params))
+    error = np.abs(np.asarray(logits) - expected).max() / np.abs(expected).max()
+    assert 1e-4 < error < 0.05  # visibly bf16, yet the same function
