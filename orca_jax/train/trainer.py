@@ -78,9 +78,6 @@ def loss_sums(cfg: LossConfig, logits, batch, teacher_logits=None) -> dict[str, 
     w = batch["loss_weights"].astype(jnp.float32)
     sums = {"ce": losses.cross_entropy_sum(logits, batch["targets"], w)}
     objective = sums["ce"]
-    if cfg.z_loss:
-        sums["z"] = losses.z_loss_sum(logits, w)
-        objective = objective + cfg.z_loss * sums["z"]
     if cfg.kd_source is not None:
         kd_args = dict(kind=cfg.kd_kind, temperature=cfg.kd_temperature, beta=cfg.kd_beta)
         if cfg.kd_source == "online":
@@ -88,7 +85,10 @@ def loss_sums(cfg: LossConfig, logits, batch, teacher_logits=None) -> dict[str, 
         else:
             sums["kd"] = losses.kd_topk_sum(logits, batch["teacher_topk_ids"], batch["teacher_topk_logprobs"], w,
                                             missing_mass=cfg.kd_missing_mass, **kd_args)
-        objective = (1.0 - cfg.kd_alpha) * sums["ce"] + cfg.kd_alpha * sums["kd"] + (objective - sums["ce"])
+        objective = (1.0 - cfg.kd_alpha) * sums["ce"] + cfg.kd_alpha * sums["kd"]
+    if cfg.z_loss:
+        sums["z"] = losses.z_loss_sum(logits, w)
+        objective = objective + cfg.z_loss * sums["z"]
     sums["objective"] = objective
     return sums
 
@@ -118,12 +118,13 @@ def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransf
     teacher = decoder.Decoder(teacher_config) if teacher_config is not None else None
 
     def microbatch_grads(params, teacher_params, mb):
+        teacher_logits = None
+        if teacher is not None:  # frozen: outside the differentiated function
+            teacher_logits = teacher.apply({"params": teacher_params}, mb["inputs"], mb["positions"],
+                                           mb["segment_ids"])
+
         def objective(p):
             logits = model.apply({"params": p}, mb["inputs"], mb["positions"], mb["segment_ids"])
-            teacher_logits = None
-            if teacher is not None:
-                teacher_logits = teacher.apply({"params": teacher_params}, mb["inputs"], mb["positions"],
-                                               mb["segment_ids"])
             sums = loss_sums(loss_cfg, logits, mb, teacher_logits)
             return sums["objective"], sums
         (_, sums), grads = jax.value_and_grad(objective, has_aux=True)(params)
