@@ -37,6 +37,10 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def due(self, step: int) -> bool:
+        """Whether the periodic policy saves at `step` (checked before gathering what to save)."""
+        return step != self._saved_step and self.manager.should_save(step)
+
     def save(self, step: int, params, opt_state, progress: dict, force: bool = False) -> bool:
         """Save if `step` is due (or `force`) and not saved yet; returns whether a save started."""
         if step == self._saved_step:

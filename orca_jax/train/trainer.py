@@ -299,7 +299,8 @@ def run_steps(step_fn: ShardedStep, state: TrainState, loader, *, first_step: in
             skipped += 1
         tokens += int(metrics["nonpadding_tokens"])
         monitor.step(step, metrics, int(np.prod(batch["inputs"].shape)))
-        checkpointer.save(step, state.params, state.opt_state, progress(tokens))
+        if checkpointer.due(step):
+            checkpointer.save(step, state.params, state.opt_state, progress(tokens))
         if eval_fn is not None and eval_every and step % eval_every == 0:
             monitor.scalars(step, {f"eval/{k}": v for k, v in eval_fn(state.params, step).items()})
         # at a stage's last step the stage simply ends (summary, stage checkpoint); the next
