@@ -4,8 +4,9 @@ of TensorFlow or seqio, and its packing check catches a kernel that ignores segm
 (That every selectable attention implementation honours segment ids on packed input is
 tests/test_attention_packing.py's job.)"""
 
+import ast
+import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys
@@ -21,16 +22,40 @@ from orca_jax.model import attention  # noqa: E402
 from orca_jax.model.config import get_preset  # noqa: E402
 
 
-def _run_python(code_or_args: list[str]) -> subprocess.CompletedProcess:
+def _run_python(args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, *code_or_args], cwd=ROOT, env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=900)
 
 
+def _project_imports(script: str) -> set[str]:
+    """orca_jax / benchmarks modules a script imports anywhere, function bodies included."""
+    with open(os.path.join(ROOT, script), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # `from pkg import module`
+    return {n for n in names if n.split(".")[0] in ("orca_jax", "benchmarks") and _is_module(n)}
+
+
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a function or class imported from a module
+        return False
+
+
 def test_gpu_check_imports_neither_tensorflow_nor_seqio():
+    modules = _project_imports("benchmarks/gpu_check.py") | _project_imports("benchmarks/train_step_setup.py")
+    assert {"orca_jax.model.decoder", "orca_jax.train.trainer", "benchmarks.train_step_setup"} <= modules
     # A fresh interpreter: this test session has seqio loaded already through other tests.
-    result = _run_python(["-c", "import sys; import benchmarks.gpu_check; "
-                                "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'seqio')))"])
+    code = (f"import importlib, sys; [importlib.import_module(m) for m in {sorted(modules)!r}]; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'seqio')))")
+    result = _run_python(["-c", code])
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
@@ -42,12 +67,9 @@ def test_gpu_check_tiny_runs_on_cpu(tmp_path):
     record = json.loads(out.read_text())
     check = record["kernels"]["xla"]["packing_check"]
     assert check["ok"] and check["max_abs_error"] < 1e-2 * check["leak_if_segments_ignored"]
-    # Both trainers start from a random init: next-token loss near ln(vocab) for the same objective.
-    uniform = math.log(get_preset("tiny").vocab_size)
-    for run in (record["kernels"]["xla"]["packed"], record["kernels"]["xla"]["unpacked"], record["transformers"]):
-        assert run["tokens_per_s"] > 0 and abs(run["loss"] - uniform) < 0.3, run
+    for run in (record["kernels"]["xla"]["packed"], record["kernels"]["xla"]["unpacked"], record["transformers_eager"]):
+        assert run["tokens_per_s"] > 0 and run["mfu"] is None, run  # no peak known for a CPU: no invented MFU
     assert record["tensorflow_or_seqio_imported"] == []
-    assert record["peak_tflops"] is None and record["transformers"]["mfu"] is None  # no CPU peak: no invented MFU
 
 
 def test_packing_check_catches_a_kernel_that_ignores_segments(monkeypatch):
@@ -59,9 +81,3 @@ def test_packing_check_catches_a_kernel_that_ignores_segments(monkeypatch):
     leaking = gpu_check.packing_check(config, 128)
     assert honest["ok"] and not leaking["ok"]
     assert leaking["max_abs_error"] == pytest.approx(honest["leak_if_segments_ignored"], rel=1e-3)
-
-
-def test_mfu_counts_match_the_design_anchor():
-    # DESIGN.md: TinyLlama-1.1B 8 x 2048 on an H200, 69.9k tokens/s is 50.5% MFU of 989 TFLOP/s.
-    flops = gpu_check.train_flops_per_token(get_preset("tinyllama-1.1b"), 2048)
-    assert 69.9e3 * flops / 989e12 == pytest.approx(0.505, abs=0.001)
