@@ -106,6 +106,20 @@ def _load_params(path: str, expected: DecoderConfig, shardings, what: str):
     return loaded, jax.device_put(loaded.params, shardings)
 
 
+def _load_teacher(path: str | None, student: DecoderConfig, mesh, rules):
+    """(config, sharded params, shardings) of a frozen teacher with the student's vocabulary,
+    computing in the student's dtype."""
+    if path is None:
+        raise UserError("LossConfig.kd_source = 'online' needs train.teacher_path")
+    from orca_jax.model.loading import load_model
+    teacher = load_model(path, dtype=student.dtype)
+    if teacher.config.vocab_size != student.vocab_size:
+        raise UserError(f"teacher {path} has vocabulary {teacher.config.vocab_size}, the student "
+                        f"{student.vocab_size}: logit distillation needs the same vocabulary")
+    _, shardings = trainer.param_shardings(teacher.config, mesh, rules)
+    return teacher.config, jax.device_put(teacher.params, shardings), shardings
+
+
 @gin.configurable
 def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_length: int = gin.REQUIRED,
           batch_size: int = gin.REQUIRED, stages: Sequence[Stage] | None = None,
@@ -140,16 +154,7 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
 
     teacher_config = teacher_params = teacher_shardings = None
     if loss.kd_source == "online":
-        if teacher_path is None:
-            raise UserError("LossConfig.kd_source = 'online' needs train.teacher_path")
-        from orca_jax.model.loading import load_model
-        teacher = load_model(teacher_path)
-        if teacher.config.vocab_size != model.vocab_size:
-            raise UserError(f"teacher {teacher_path} has vocabulary {teacher.config.vocab_size}, the student "
-                            f"{model.vocab_size}: logit distillation needs the same vocabulary")
-        teacher_config = teacher.config
-        _, teacher_shardings = trainer.param_shardings(teacher_config, mesh, rules)
-        teacher_params = jax.device_put(teacher.params, teacher_shardings)
+        teacher_config, teacher_params, teacher_shardings = _load_teacher(teacher_path, model, mesh, rules)
 
     optimizer = adamw_direction()
     abstract, shardings = trainer.state_shardings(model, optimizer, mesh, rules)
