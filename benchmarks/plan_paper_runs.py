@@ -28,6 +28,11 @@ PLANS = [
     ("orca2_7b", "tpu_v5p_128", []),
     ("orca2_13b", "gpu_4x8_h100", []),
     ("orca2_13b", "tpu_v5p_128", []),
+    # one packed row per device per microbatch, where the whole batch at once does not fit
+    ("orca1_13b", "gpu_4x8_h100", ["NUM_MICROBATCHES=4"]),
+    ("orca1_13b", "tpu_v4_128", ["NUM_MICROBATCHES=2"]),
+    ("orca2_7b", "gpu_1x8", ["NUM_MICROBATCHES=8"]),
+    ("orca2_13b", "gpu_4x8_h100", ["NUM_MICROBATCHES=2"]),
 ]
 
 
@@ -60,7 +65,8 @@ def table(results: list[dict]) -> str:
         mesh = " x ".join(f"{k} {v}" for k, v in p["mesh"].items() if v > 1) or "1"
         stage_hours = [s["hours"] for s in p["stages"]]
         rows.append(
-            f"| {r['run']} | {p['hardware']} | {mesh} | {p['batch_size']} x {p['sequence_length']} "
+            f"| {r['run']} | {p['hardware']} | {mesh} | {p['batch_size']} x {p['sequence_length']}"
+            f"{f' in {m} microbatches' if (m := p['num_microbatches']) > 1 else ''} "
             f"| {p['params_gib'] + p['optimizer_gib']:.1f} GiB | {p['temporaries_gib']:.1f} GiB "
             f"| {p['total_gib']:.1f} / {p['hbm_gib']:g} | {'yes' if p['fits'] else 'no'} "
             f"| {p['step_seconds']:.2f} s | {p['tokens_per_second']:,.0f} "
