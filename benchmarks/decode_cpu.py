@@ -57,7 +57,13 @@ def chat_prompts(tokenizer, batch: int) -> list[list[int]]:
                                   add_generation_prompt=True) for i in range(batch)]
 
 
+def orca_jax_generator(model, prompts: list[list[int]], new_tokens: int):
+    """A zero-argument callable: greedy ids [batch][new_tokens] from this project's decoder."""
+    return lambda: decoding.generate(model.config, model.params, prompts, new_tokens, temperature=0.0)
+
+
 def transformers_generator(path: str, prompts: list[list[int]], new_tokens: int, pad_id: int):
+    """The same from transformers `generate` on the same GGUF file, prompts left-padded."""
     import torch
     import transformers
 
@@ -100,14 +106,11 @@ def main():
     model = load_model(path)
     prompts = chat_prompts(model.tokenizer, args.batch)
     pad_id = model.tokenizer.pad_id if model.tokenizer.pad_id is not None else 0
+    generators = {"ours": orca_jax_generator(model, prompts, args.new_tokens),
+                  "transformers": transformers_generator(path, prompts, args.new_tokens, pad_id)}
     outputs = {}
-
-    def ours():
-        outputs["ours"] = decoding.generate(model.config, model.params, prompts, args.new_tokens, temperature=0.0)
-
-    theirs = transformers_generator(path, prompts, args.new_tokens, pad_id)
-    seconds = interleaved({"ours": ours, "transformers": lambda: outputs.__setitem__("transformers", theirs())},
-                          repeats=args.repeats)
+    record_output = lambda name: (lambda: outputs.__setitem__(name, generators[name]()))
+    seconds = interleaved({name: record_output(name) for name in generators}, repeats=args.repeats)
     generated = args.batch * args.new_tokens
     assert all(len(row) == args.new_tokens for name in outputs for row in outputs[name]), "a row stopped early"
     ours_tps = generated / median(seconds["ours"])

@@ -81,3 +81,19 @@ def test_packing_check_catches_a_kernel_that_ignores_segments(monkeypatch):
     leaking = gpu_check.packing_check(config, 128)
     assert honest["ok"] and not leaking["ok"]
     assert leaking["max_abs_error"] == pytest.approx(honest["leak_if_segments_ignored"], rel=1e-3)
+
+
+def test_decode_benchmark_contenders_generate_the_same_tokens(tmp_path):
+    # The decoding benchmark times equal work: same left-padded batch, same greedy ids, no early stop.
+    pytest.importorskip("gguf")
+    from benchmarks import decode_cpu
+    from orca_jax.model.loading import load_model
+    from tiny_gguf import tiny_hf_model, write_gguf
+
+    path = str(write_gguf(tmp_path / "tiny.gguf", tiny_hf_model("llama", seed=5)))
+    model = load_model(path)
+    prompts = [[256, 72, 105], [256, 84, 104, 101, 32, 99, 97, 116, 32, 115, 97, 116], [256, 65]]
+    ours = decode_cpu.orca_jax_generator(model, prompts, 12)()
+    theirs = decode_cpu.transformers_generator(path, prompts, 12, pad_id=259)()
+    assert [len(row) for row in ours] == [12, 12, 12]
+    assert ours == theirs
