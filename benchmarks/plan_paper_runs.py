@@ -20,6 +20,15 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+HEADER = """Ahead-of-time compiled estimates (`orca-jax plan`: the train step compiled by XLA:CPU for
+simulated devices), not measured runs. Parameters and Adam moments are exact per-device shard
+sizes. Temporaries are XLA:CPU's buffer assignment: attention is compiled as dense XLA
+attention (the TPU splash / GPU cuDNN kernels do not compile for CPU), and XLA:CPU keeps each
+layer's all-gathered weights from forward to backward, so they overstate what the TPU/GPU
+compilers need. Step time = model FLOPs / (devices x peak x 40% MFU); stage hours from the gin
+dataset sizes.
+"""
+
 # (run, partitioning preset, extra gin bindings)
 PLANS = [
     ("orca1_13b", "gpu_4x8_h100", []),
@@ -98,8 +107,7 @@ def main() -> int:
         with open(json_path, "w") as f:
             json.dump(results, f, indent=2)
     with open(os.path.join(args.out, "plan_paper_runs.md"), "w") as f:
-        f.write("Ahead-of-time compiled estimates (`orca-jax plan`, XLA:CPU on simulated devices), not measured "
-                "runs.\n\n" + table(results) + "\n")
+        f.write(HEADER + "\n" + table(results) + "\n")
     print(table(results))
     return 0
 
