@@ -128,10 +128,15 @@ def train_run(out_dir: str, cfg: ExperimentConfig, name: str, stages: list, mode
     `stage_ends` (the last step of each stage)."""
     from orca_jax.train.curriculum import data_loader, train
 
-    summary = train(os.path.join(out_dir, "runs", name), model=model, sequence_length=cfg.sequence_length,
+    from orca_jax.errors import UserError
+
+    model_dir = os.path.join(out_dir, "runs", name)
+    summary = train(model_dir, model=model, sequence_length=cfg.sequence_length,
                     batch_size=cfg.batch_size, stages=stages, seed=cfg.seed,
                     loader_fn=functools.partial(data_loader, cache_root=os.path.join(out_dir, "cache")),
                     tokenizer_path=os.path.join(out_dir, "tokenizer"))
+    if summary.get("preempted"):  # the trainer checkpointed and returned early
+        raise UserError(f"run {name} stopped by SIGTERM at step {summary['final_step']} (checkpoint in {model_dir})")
     summary["stage_ends"] = [s["final_step"] for s in summary["stages"]]
     return summary
 
