@@ -1,6 +1,7 @@
 """Restore order: an initial checkpoint (a Hugging Face folder written by transformers) seeds the
 weights, and the trained MODEL_DIR loads back with `load_model` (config, tokenizer, params)."""
 
+import numpy as np
 import pytest
 import tokenizers
 
@@ -51,6 +52,19 @@ def test_initial_checkpoint_of_another_shape_is_refused(tmp_path, hf_folder):
     ts.parse_tiny_gin(tmp_path, "model_config.num_layers = 3\n")
     with pytest.raises(UserError, match="num_layers 2 vs 3"):
         curriculum.train(model_dir=str(tmp_path / "run"), initial_checkpoint_path=str(hf_folder))
+
+
+def test_initial_checkpoint_with_a_smaller_vocabulary_is_extended(tmp_path, hf_folder):
+    # Orca adds [PAD] (and ChatML tokens) to LLaMA's vocabulary: the run grows embeddings and head
+    ts.parse_tiny_gin(tmp_path, f"model_config.vocab_size = {ts.VOCAB + 3}\nlearning_rate_schedule.warmup_steps = 3\n")
+    initial = load_model(str(hf_folder))
+    curriculum.train(model_dir=str(tmp_path / "run"), initial_checkpoint_path=str(hf_folder), train_steps=1)
+    trained = load_model(str(tmp_path / "run"))
+    assert trained.config.vocab_size == ts.VOCAB + 3
+    embedding = trained.params["embed_tokens"]["embedding"]
+    assert embedding.shape[0] == ts.VOCAB + 3
+    # warmup from lr 0: the first step keeps the weights, so the old rows are the HF model's own
+    np.testing.assert_array_equal(embedding[:ts.VOCAB], initial.params["embed_tokens"]["embedding"])
 
 
 def test_online_teacher_loaded_from_a_folder_distils(tmp_path, hf_folder):

@@ -99,11 +99,16 @@ def _check_compatible(name: str, config: DecoderConfig, expected: DecoderConfig)
                         + ", ".join(f"{f} {a} vs {b}" for f, (a, b) in diff.items()))
 
 
-def _load_params(path: str, expected: DecoderConfig, shardings, what: str):
+def _load_params(path: str, expected: DecoderConfig, shardings, what: str, seed: int = 0):
+    from orca_jax.model.hf_convert import resize_vocab
     from orca_jax.model.loading import load_model  # HF folder, GGUF, orbax folder or MODEL_DIR
     loaded = load_model(path)
-    _check_compatible(f"{what} {path}", loaded.config, expected)
-    return loaded, jax.device_put(loaded.params, shardings)
+    config, params = loaded.config, loaded.params
+    if config.vocab_size < expected.vocab_size:
+        # Orca's added tokens ([PAD], <|im_start|>, <|im_end|>): grow embeddings and head to the run's vocabulary
+        config, params = resize_vocab(config, params, expected.vocab_size, jax.random.key(seed))
+    _check_compatible(f"{what} {path}", config, expected)
+    return loaded, jax.device_put(params, shardings)
 
 
 def _load_teacher(path: str | None, student: DecoderConfig, mesh, rules):
@@ -178,7 +183,8 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
         step = latest
     else:
         if initial_checkpoint_path:
-            initial, params = _load_params(initial_checkpoint_path, model, shardings.params, "initial checkpoint")
+            initial, params = _load_params(initial_checkpoint_path, model, shardings.params, "initial checkpoint",
+                                           seed)
             tokenizer = tokenizer or initial.tokenizer
         else:
             params = jax.jit(decoder.init_params, static_argnums=0, out_shardings=shardings.params)(
