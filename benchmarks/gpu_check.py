@@ -72,6 +72,25 @@ def packing_check(config: DecoderConfig, seq_len: int) -> dict:
     return {"max_abs_error": error, "max_abs_logit": scale, "leak_if_segments_ignored": leak, "ok": bool(ok)}
 
 
+def mfu_text(result: dict) -> str:
+    return f", MFU {result['mfu']:.1%}" if result["mfu"] is not None else ""
+
+
+def summary_line(record: dict) -> str:
+    """The fastest kernel's packed rows against transformers, in one line."""
+    packed = {k: e["packed"] for k, e in record["kernels"].items() if "packed" in e}
+    failed = [k for k, e in record["kernels"].items() if not e["packing_check"]["ok"]]
+    parts = [f"packing check failed: {','.join(failed)}"] if failed else []
+    if packed:
+        kernel = max(packed, key=lambda k: packed[k]["tokens_per_s"])
+        best = packed[kernel]
+        parts.append(f"packed {kernel}: {best['tokens_per_s']:,.0f} tokens/s{mfu_text(best)}")
+        if "transformers_eager" in record:
+            ratio = best["tokens_per_s"] / record["transformers_eager"]["tokens_per_s"]
+            parts.append(f"{ratio:.2f}x transformers eager (unpacked)")
+    return f"gpu_check {record['device']}: " + "; ".join(parts or ["nothing measured"])
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny model, batch 2 x 128, xla kernel: a CPU smoke test")
@@ -135,8 +154,7 @@ def main(argv=None) -> dict:
                                                              compile=True)
         for name, seconds in interleaved(fns, repeats=steps, warmup=2).items():
             entry = record[f"transformers_{name}"] = result(seconds)
-            print(f"transformers {name} SDPA unpacked: {entry['tokens_per_s']:.0f} tokens/s, MFU {entry['mfu'] or 0:.1%}",
-                  flush=True)
+            print(f"transformers {name} SDPA unpacked: {entry['tokens_per_s']:,.0f} tokens/s{mfu_text(entry)}", flush=True)
         del fns
         gc.collect()
         if on_gpu:
@@ -152,15 +170,14 @@ def main(argv=None) -> dict:
         fns = {name: train_step_setup.ours(config, rows)[0] for name, rows in (("packed", packed), ("unpacked", unpacked))}
         for name, seconds in interleaved(fns, repeats=steps, warmup=2).items():
             entry[name] = result(seconds)
-            print(f"{kernel} {name}: {entry[name]['tokens_per_s']:.0f} tokens/s, MFU {entry[name]['mfu'] or 0:.1%}",
-                  flush=True)
+            print(f"{kernel} {name}: {entry[name]['tokens_per_s']:,.0f} tokens/s{mfu_text(entry[name])}", flush=True)
         del fns  # frees both train states before the next kernel
         gc.collect()
     record["tensorflow_or_seqio_imported"] = sorted(m for m in ("tensorflow", "seqio") if m in sys.modules)
     record["machine"] = machine_description(device.device_kind if on_gpu else None)
     record["elapsed_s"] = time.perf_counter() - started
     write_json(args.out, record)
-    print(f"wrote {args.out} ({record['elapsed_s']:.0f} s)")
+    print(summary_line(record) + f"; {args.out}, {record['elapsed_s']:.0f} s")
     return record
 
 
