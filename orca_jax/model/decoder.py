@@ -110,7 +110,9 @@ def _dummy_inputs():
 
 def init_params(config: DecoderConfig, rng) -> dict:
     """Random fp32 parameters (normal(0.02) matrices, unit norm scales, zero biases)."""
-    variables = jax.jit(Decoder(config).init)(rng, *_dummy_inputs())
+    # Parameters do not depend on the attention kernel; the reference path accepts init's
+    # 1-token input, which kernels with block-size constraints (splash) reject.
+    variables = jax.jit(Decoder(config.replace(attention_impl="xla")).init)(rng, *_dummy_inputs())
     return nn.unbox(variables["params"])
 
 
