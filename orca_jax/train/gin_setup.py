@@ -35,7 +35,8 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
     try:
         gin.parse_config_files_and_bindings(list(gin_files), list(bindings), finalize_config=True)
     except (ValueError, IOError, SyntaxError, KeyError) as e:
-        message = str(e).strip().splitlines()
+        # gin appends the whole parsed config after "in config string:"; the first part names the problem
+        message = str(e).split(" in config string:")[0].strip().splitlines()
         raise UserError(f"gin config: {' '.join(line.strip() for line in message)}") from None
     finally:
         root.setLevel(level)
