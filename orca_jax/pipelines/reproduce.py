@@ -92,7 +92,7 @@ def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 3, log=print) 
         per_seed[seed] = run_seed(os.path.join(out_dir, f"seed_{seed}"), cfg, log)
     tasks = list(per_seed[0]["shallow"])
     summary = {c: {t: mean_std([per_seed[s][c][t] for s in per_seed]) for t in tasks} for c in CONDITIONS}
-    claims = [_claim(summary, *claim) for claim in CLAIMS]
+    claims = [_claim(summary, seeds, *claim) for claim in CLAIMS]
     results = {"suite": suite, "seeds": seeds, "config": dataclasses.asdict(base), "machine": exp.machine(),
                "seconds": round(time.perf_counter() - start, 1), "per_seed": per_seed, "summary": summary,
                "claims": claims}
@@ -106,13 +106,13 @@ def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 3, log=print) 
     return results
 
 
-def _claim(summary: dict, text: str, paper: str, better: str, worse: str) -> dict:
+def _claim(summary: dict, seeds: int, text: str, paper: str, better: str, worse: str) -> dict:
     a, b = summary[better]["average"], summary[worse]["average"]
     difference = a["mean"] - b["mean"]
-    if difference > a["std"] + b["std"]:
+    if seeds > 1 and difference > a["std"] + b["std"]:
         verdict = "appears"
     elif difference > 0:
-        verdict = "same direction, within seed noise"
+        verdict = "same direction, within seed noise" if seeds > 1 else "same direction, one seed (no spread)"
     else:
         verdict = "does not appear"
     return {"claim": text, "paper": paper, "better": better, "worse": worse, "difference": difference,
@@ -132,7 +132,7 @@ def _markdown(results: dict, tasks: list[str]) -> str:
                        for c in results["claims"])
     return f"""# Mini reproduction ({results['suite']})
 
-Held-out accuracy (%), mean ± standard deviation over {results['seeds']} seeds; held-out
+Held-out accuracy (%), mean ± standard deviation over seeds ({results['seeds']}); held-out
 instances are harder than any training instance and are answered under Orca 2's cautious
 system message. Every condition trains the same student ({cfg['num_layers']} layers, hidden
 {cfg['hidden_size']}) from scratch for {sum(cfg['stage_steps'])} steps of {cfg['batch_size']} x
@@ -144,7 +144,7 @@ system message. Every condition trains the same student ({cfg['num_layers']} lay
 |---|---|---|---|
 {claims}
 
-"appears": the mean difference exceeds the sum of both standard deviations.
+"appears": over two or more seeds, the mean difference exceeds the sum of both standard deviations.
 
 Time: {results['seconds']} s on {machine['processor']}, {machine['cpu_count']} CPUs visible,
 JAX backend {machine['jax_backend']}.
