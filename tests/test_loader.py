@@ -127,7 +127,27 @@ def test_split_windows_predict_every_target_exactly_once():
 def test_prepared_cache_gives_the_same_batches_as_in_memory(tmp_path):
     ex = _examples(45, topk=3)
     write_cache(str(tmp_path / "t"), ex, {"task": "t"})
-    _same(_take(PackedLoader(str(tmp_path / "t"), seed=2, **KW), 10), _take(PackedLoader.from_examples(ex, seed=2, **KW), 10))
+    cached = PackedLoader(str(tmp_path / "t"), seed=2, **KW)
+    in_memory = PackedLoader.from_examples([dict(e, source="t") for e in ex], seed=2, **KW)
+    _same(_take(cached, 10), _take(in_memory, 10))
+    assert cached.source_names == in_memory.source_names == ["t"]
+    assert "source_ids" not in next(PackedLoader.from_examples(ex, seed=2, **KW))
+
+
+def test_source_ids_name_each_tokens_example_source():
+    ex = [dict(e, source=f"s{i % 3}") for i, e in enumerate(_examples(60, seed=5))]
+    loader = PackedLoader.from_examples(ex, seed=1, **KW)
+    assert loader.source_names == ["s0", "s1", "s2"]
+    by_tokens = {tuple(e["ids"]): loader.source_names.index(e["source"]) for e in ex}
+    for batch in _take(loader, 8):
+        for r in range(batch["inputs"].shape[0]):
+            seg = batch["segment_ids"][r]
+            assert (batch["source_ids"][r][seg == 0] == -1).all()
+            for s in range(1, seg.max() + 1):
+                ids = batch["source_ids"][r][seg == s]
+                assert (ids == by_tokens[tuple(batch["inputs"][r][seg == s])]).all()
+    with pytest.raises(UserError, match="source"):
+        PackedLoader.from_examples(ex[:2] + _examples(2), seed=1, **KW)
 
 
 def test_mixture_samples_tasks_by_rate_deterministically(tmp_path):
@@ -141,6 +161,11 @@ def test_mixture_samples_tasks_by_rate_deterministically(tmp_path):
     _same(batches, _take(make_loader("mix", cache_root=str(tmp_path), seed=0, **kw), 50))
     firsts = np.array([s[0] for b in batches for s in _segments(b)])
     assert abs((firsts == 1).mean() - 0.75) < 0.05
+    # each task is a source: a token's source is the task its example was drawn from
+    assert make_loader("mix", cache_root=str(tmp_path), seed=0, **kw).source_names == ["a", "b"]
+    for b in batches:
+        real = b["segment_ids"] > 0
+        np.testing.assert_array_equal(b["source_ids"][real], b["inputs"][real] - 1)
     with pytest.raises(UserError, match="num_epochs"):
         make_loader("mix", cache_root=str(tmp_path), seed=0, num_epochs=1, **kw)
 

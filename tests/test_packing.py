@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from orca_jax.data.packing import TOPK_FILL_LOGPROB, BufferedPlanner, _best_subset, pack_rows, packing_stats, plan_rows
+from orca_jax.data.packing import NO_SOURCE, TOPK_FILL_LOGPROB, BufferedPlanner, _best_subset, pack_rows, packing_stats, plan_rows
 
 
 @st.composite
@@ -14,6 +14,7 @@ def packing_case(draw):
     seq_len = draw(st.integers(4, 48))
     lengths = draw(st.lists(st.integers(1, seq_len), min_size=1, max_size=40))
     with_topk = draw(st.booleans())
+    with_sources = draw(st.booleans())
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     examples = []
     for n in lengths:
@@ -21,6 +22,8 @@ def packing_case(draw):
         if with_topk:
             ex["teacher_topk_ids"] = rng.integers(0, 1000, (n, 3)).astype(np.int32)
             ex["teacher_topk_logprobs"] = -rng.random((n, 3)).astype(np.float32)
+        if with_sources:
+            ex["source"] = int(rng.integers(0, 4))
         examples.append(ex)
     buffer_size = draw(st.integers(2, 50))
     return seq_len, examples, buffer_size
@@ -42,6 +45,9 @@ def test_packed_rows_hold_every_example_once_in_order(case):
         np.testing.assert_array_equal(seg, expected_seg)
         pad = seg == 0
         assert not batch["loss_weights"][r][pad].any() and not batch["inputs"][r][pad].any() and not batch["targets"][r][pad].any()
+        assert ("source_ids" in batch) == ("source" in examples[0])
+        if "source_ids" in batch:
+            assert (batch["source_ids"][r][pad] == NO_SOURCE).all()
         for j, i in enumerate(row):
             ex, at = examples[i], np.flatnonzero(seg == j + 1)
             n = len(ex["ids"])
@@ -50,6 +56,8 @@ def test_packed_rows_hold_every_example_once_in_order(case):
             # Targets are the next token of the same example; the last one predicts nothing.
             np.testing.assert_array_equal(batch["targets"][r][at], np.append(ex["ids"][1:], 0))
             np.testing.assert_array_equal(batch["loss_weights"][r][at], np.append(ex["loss_weights"][1:], 0))
+            if "source" in ex:
+                assert (batch["source_ids"][r][at] == ex["source"]).all()
             if "teacher_topk_ids" in ex:
                 np.testing.assert_array_equal(batch["teacher_topk_ids"][r][at][:-1], ex["teacher_topk_ids"][1:])
                 np.testing.assert_array_equal(batch["teacher_topk_logprobs"][r][at][:-1], ex["teacher_topk_logprobs"][1:])

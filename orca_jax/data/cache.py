@@ -101,6 +101,8 @@ class ExampleCache:
         self.offsets = np.fromfile(os.path.join(directory, "offsets.bin"), np.int64)
         self.lengths = np.diff(self.offsets)
         self.k = self.metadata.get("topk")
+        # a cache holds one task: all its examples share one source
+        self.source_names = [self.metadata.get("task") or os.path.basename(os.path.normpath(directory))]
         self.arrays = {}
         for name, dtype in _ARRAYS.items():
             path = os.path.join(directory, f"{name}.bin")
@@ -111,6 +113,9 @@ class ExampleCache:
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def source(self, i: int) -> int:
+        return 0
 
     def example(self, i: int, start: int = 0, end: int | None = None) -> dict[str, np.ndarray]:
         """Example i (or its tokens [start, end)) as `{"ids", "loss_weights"[, top-k]}`."""

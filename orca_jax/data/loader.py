@@ -6,6 +6,11 @@ the same packed rows over a bounded buffer, and materialises only its own rows o
 batch, so the global batch does not depend on the process count. `state()` captures the stream
 position, the unplanned buffer and the planned-but-unemitted rows, so `restore(state)` resumes
 with exactly the batches an uninterrupted run would have produced.
+
+Sources: every example carries the id of where it came from, an index into `source_names`.
+A prepared cache holds one task, so its examples share one source named by its metadata's
+`task` (a mixture: one source per task); in-memory examples name theirs in a `source` field.
+Batches then carry `source_ids` (see packing.py), for the per-source training loss.
 """
 
 from __future__ import annotations
@@ -27,10 +32,17 @@ _CHOICE_BLOCK = 4096  # mixture task choices are drawn in seeded blocks of this 
 
 
 class _ListStore:
-    """In-memory examples with the ExampleCache interface (for tests and small jobs)."""
+    """In-memory examples with the ExampleCache interface (for tests and small jobs). Examples
+    may name their source (`"source": str`), all or none of them."""
 
     def __init__(self, examples: Sequence[dict]):
-        self.examples = [{k: np.asarray(v) for k, v in ex.items()} for ex in examples]
+        self.examples = [{k: np.asarray(v) for k, v in ex.items() if k != "source"} for ex in examples]
+        named = ["source" in ex for ex in examples]
+        if any(named) and not all(named):
+            raise UserError(f"example {named.index(False)}: no source; give every example a source or none")
+        self.source_names = list(dict.fromkeys(ex["source"] for ex in examples)) if all(named) and examples else []
+        index = {name: i for i, name in enumerate(self.source_names)}
+        self.sources = np.array([index[ex["source"]] for ex in examples] if self.source_names else [], np.int64)
         self.lengths = np.array([len(ex["ids"]) for ex in self.examples], np.int64)
         first = self.examples[0] if self.examples else {}
         self.k = first["teacher_topk_ids"].shape[1] if "teacher_topk_ids" in first else None
@@ -40,6 +52,9 @@ class _ListStore:
 
     def example(self, i: int, start: int = 0, end: int | None = None) -> dict[str, np.ndarray]:
         return {k: v[start:end] for k, v in self.examples[i].items()}
+
+    def source(self, i: int) -> int:
+        return int(self.sources[i])
 
 
 class _Pieces:
@@ -72,6 +87,9 @@ class _Pieces:
 
     def get(self, p: int) -> dict[str, np.ndarray]:
         return self.store.example(int(self.example[p]), int(self.start[p]), int(self.end[p]))
+
+    def source(self, p: int) -> int:
+        return self.store.source(int(self.example[p]))
 
 
 class PackedLoader:
@@ -112,6 +130,11 @@ class PackedLoader:
         rates = np.asarray(_rates if _rates is not None else [1.0], np.float64)
         self.cum_rates = np.cumsum(rates / rates.sum())
         self.planner = BufferedPlanner(seq_len, buffer_size)
+        # One id space over all stores (ids of names, in store order); no sources unless every store has them.
+        names = [s.source_names for s in stores]
+        self.source_names: list[str] = list(dict.fromkeys(n for ns in names for n in ns)) if all(names) else []
+        self._source_ids = [np.array([self.source_names.index(n) for n in ns], np.int32) for ns in names] \
+            if self.source_names else []
         # A piece's global reference: store s's piece p is base[s] + p.
         self.base = np.concatenate([[0], np.cumsum([len(p) for p in self.pieces])]).astype(np.int64)
         self._perm_cache: dict[int, tuple[int, np.ndarray]] = {}  # store -> (epoch, order)
@@ -205,8 +228,12 @@ class PackedLoader:
             local_rows.append(list(range(len(examples), len(examples) + len(row))))
             for ref in row:
                 s, p = self._locate(ref)
-                examples.append(self.pieces[s].get(p))
-        batch = pack_rows(examples, local_rows, self.seq_len, topk=self.pieces[0].store.k)
+                ex = self.pieces[s].get(p)
+                if self.source_names:
+                    ex["source"] = self._source_ids[s][self.pieces[s].source(p)]
+                examples.append(ex)
+        batch = pack_rows(examples, local_rows, self.seq_len, topk=self.pieces[0].store.k,
+                          with_sources=bool(self.source_names))
         tokens = int(sum(len(e["ids"]) for e in examples))
         self.stats["rows"] += len(mine)
         self.stats["segments"] += len(examples)

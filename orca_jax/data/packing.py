@@ -10,7 +10,9 @@ exactly is what reaches >= 99% non-padding on Orca-like length distributions
 Rows hold, per position: `inputs`, `targets` (next token of the same example; the last token of
 each example predicts nothing: target 0, weight 0), `segment_ids` (1, 2, ... per example;
 0 = padding), `positions` (restart at 0 per example), `loss_weights` and, when the examples
-carry them, `teacher_topk_ids` / `teacher_topk_logprobs` aligned with `targets`.
+carry them, `teacher_topk_ids` / `teacher_topk_logprobs` aligned with `targets`, and
+`source_ids` (each token's example's `source`, an index into the loader's `source_names`;
+NO_SOURCE for padding).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import numpy as np
 # Log-prob for top-k slots that carry no teacher distribution (padding, prompt, a missing row):
 # exp() of it is exactly 0 in float32, and unlike -inf it never turns 0 * logp into NaN.
 TOPK_FILL_LOGPROB = -1e4
+# source_ids of padding: no source (its one-hot over the sources is all zeros, so per-source sums skip it).
+NO_SOURCE = -1
 
 
 def _best_subset(available: dict[int, list], gap: int) -> list[int]:
@@ -137,13 +141,15 @@ class BufferedPlanner:
             yield from self.plan(items, lengths, final=True)[0]
 
 
-def pack_rows(examples: Sequence[dict], rows: Sequence[Sequence[int]], seq_len: int, topk: int | None = None) -> dict[str, np.ndarray]:
+def pack_rows(examples: Sequence[dict], rows: Sequence[Sequence[int]], seq_len: int, topk: int | None = None,
+              with_sources: bool | None = None) -> dict[str, np.ndarray]:
     """Materialise rows (lists of indices into `examples`) as a packed batch `[len(rows), seq_len]`.
 
     An example is `{"ids": int[n], "loss_weights": float[n]}` plus optionally
     `teacher_topk_ids` / `teacher_topk_logprobs` `[n, k]`, where `loss_weights[i]` is the weight
-    of predicting token i and top-k row i is the teacher's distribution for token i. `topk`
-    (inferred from the examples when None) keeps the top-k features even in all-padding rows.
+    of predicting token i and top-k row i is the teacher's distribution for token i, and
+    `source` (an int). `topk` and `with_sources` (inferred from the examples when None) keep
+    those features even in all-padding rows.
     """
     n_rows = len(rows)
     batch = {name: np.zeros((n_rows, seq_len), np.int32) for name in ("inputs", "targets", "segment_ids", "positions")}
@@ -151,6 +157,10 @@ def pack_rows(examples: Sequence[dict], rows: Sequence[Sequence[int]], seq_len: 
     if topk is None and len(examples) and "teacher_topk_ids" in examples[0]:
         topk = examples[0]["teacher_topk_ids"].shape[1]
     has_topk = topk is not None
+    if with_sources is None:
+        with_sources = bool(len(examples)) and "source" in examples[0]
+    if with_sources:
+        batch["source_ids"] = np.full((n_rows, seq_len), NO_SOURCE, np.int32)
     if has_topk:
         k = topk
         topk_ids = batch["teacher_topk_ids"] = np.zeros((n_rows, seq_len, k), np.int32)
@@ -172,6 +182,8 @@ def pack_rows(examples: Sequence[dict], rows: Sequence[Sequence[int]], seq_len: 
             if has_topk:
                 topk_ids[r, offset:end - 1] = ex["teacher_topk_ids"][1:]
                 topk_lp[r, offset:end - 1] = ex["teacher_topk_logprobs"][1:]
+            if with_sources:
+                batch["source_ids"][r, offset:end] = ex["source"]
             offset = end
     return batch
 

@@ -208,11 +208,15 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
             if not fresh:
                 loader.restore(loader_state)
                 loader_state = None
+            # per-source losses where the loader names its sources (a train.loader_fn may not)
+            source_names = getattr(loader, "source_names", [])
+            stage_keys = keys + (trainer.SOURCE_KEYS if source_names else ())
             step_fn = trainer.ShardedStep(
                 trainer.make_train_step(model, optimizer, stage.schedule(ends[k] - starts[k]), loss, mesh=mesh,
                                         rules=rules, num_microbatches=num_microbatches,
-                                        stage_start_step=starts[k], teacher_config=teacher_config),
-                shardings, keys, mesh, rules, teacher_shardings)
+                                        stage_start_step=starts[k], teacher_config=teacher_config,
+                                        source_names=source_names),
+                shardings, stage_keys, mesh, rules, teacher_shardings)
             monitor = Monitor(os.path.join(model_dir, "tensorboard"), first_step=step, last_step=ends[k],
                               flops_per_token=train_flops_per_token(model, sequence_length),
                               description=f"stage {k + 1}/{len(stages)} {stage.name}")
@@ -220,7 +224,7 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
             feed = Prefetcher(loader)
             try:
                 result = trainer.run_steps(
-                    step_fn, state, feed, first_step=step, last_step=ends[k], keys=keys,
+                    step_fn, state, feed, first_step=step, last_step=ends[k], keys=stage_keys,
                     teacher_params=teacher_params, checkpointer=checkpointer,
                     progress=lambda tokens: {"stage": k, "loader": feed.state(), "stage_tokens": tokens},
                     monitor=monitor, tokens_before=stage_tokens,

@@ -21,11 +21,15 @@ KD_KINDS = ("forward_kl", "reverse_kl", "jsd")
 MISSING_MASS = ("renormalize", "tail")
 
 
+def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """-log softmax(logits_t)[targets_t] per position; logits [..., V], targets [...]."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
 def cross_entropy_sum(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
     """sum_t w_t * -log softmax(logits_t)[targets_t]; logits [..., V], targets/weights [...]."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    nll = -jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    return jnp.sum(nll * weights)
+    return jnp.sum(token_cross_entropy(logits, targets) * weights)
 
 
 def z_loss_sum(logits: jax.Array, weights: jax.Array) -> jax.Array:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -10,6 +11,7 @@ import jax
 from tqdm import tqdm
 
 from orca_jax.model.config import DecoderConfig
+from orca_jax.train.trainer import SOURCE_LOSS_PREFIX
 
 # Dense bf16 peak per chip, for the MFU estimate when gin does not give one.
 PEAK_FLOPS = {"h100": 989e12, "h200": 989e12, "a100": 312e12, "tpu v4": 275e12, "tpu v5p": 459e12,
@@ -66,7 +68,9 @@ class Monitor:
         if step % self.log_every:
             return
         elapsed = max(time.perf_counter() - self._t0, 1e-9)
-        scalars = {k: v for k, v in metrics.items() if k not in ("finite", "nonpadding_tokens")}
+        # a source absent from this step's batch has no loss (NaN): nothing to plot
+        scalars = {k: v for k, v in metrics.items() if k not in ("finite", "nonpadding_tokens")
+                   and not (k.startswith(SOURCE_LOSS_PREFIX) and math.isnan(v))}
         scalars["tokens_per_second"] = self._slots / elapsed
         scalars["packing_efficiency"] = self._tokens / max(self._slots, 1)
         if self.peak_total:

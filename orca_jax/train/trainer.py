@@ -4,6 +4,9 @@ that runs one curriculum stage: restore, step, log, checkpoint, stop cleanly.
 Sums, not means: the loss terms of every microbatch and device are added as
 (sum, weight) and divided once by the batch's total loss weight, so splitting a batch
 into microbatches or over devices changes nothing but rounding.
+
+Given the loader's `source_names`, the step also reports each source's cross-entropy
+(`loss/ce/<name>`, from the batch's `source_ids`), carried as (sum, weight) the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import dataclasses
 import functools
 import signal
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import flax.linen as nn
 import flax.struct
@@ -33,6 +36,8 @@ from orca_jax.train.optimizer import apply_learning_rate
 
 BATCH_KEYS = ("inputs", "targets", "segment_ids", "positions", "loss_weights")
 TOPK_KEYS = ("teacher_topk_ids", "teacher_topk_logprobs")
+SOURCE_KEYS = ("source_ids",)
+SOURCE_LOSS_PREFIX = "loss/ce/"  # + a source name: that source's cross-entropy (NaN when absent from the batch)
 
 
 class NonFiniteLossError(UserError):
@@ -73,10 +78,18 @@ class TrainState(flax.struct.PyTreeNode):
     opt_state: Any
 
 
-def loss_sums(cfg: LossConfig, logits, batch, teacher_logits=None) -> dict[str, jax.Array]:
-    """Weighted sums of every loss term for one (micro)batch, and their objective."""
+def loss_sums(cfg: LossConfig, logits, batch, teacher_logits=None, num_sources: int = 0) -> dict[str, jax.Array]:
+    """Weighted sums of every loss term for one (micro)batch, and their objective; with
+    `num_sources`, also the cross-entropy and weight sums per source `[num_sources]`."""
     w = batch["loss_weights"].astype(jnp.float32)
-    sums = {"ce": losses.cross_entropy_sum(logits, batch["targets"], w)}
+    weighted_nll = losses.token_cross_entropy(logits, batch["targets"]) * w
+    sums = {"ce": jnp.sum(weighted_nll)}
+    if num_sources:
+        # one-hot over a small static count: a plain reduction, which shards like the batch
+        # (padding's NO_SOURCE = -1 is an all-zero row)
+        onehot = jax.nn.one_hot(batch["source_ids"], num_sources, dtype=jnp.float32)
+        sums["ce_by_source"] = jnp.einsum("bt,bts->s", weighted_nll, onehot)
+        sums["weight_by_source"] = jnp.einsum("bt,bts->s", w, onehot)
     objective = sums["ce"]
     if cfg.kd_source is not None:
         kd_args = dict(kind=cfg.kd_kind, temperature=cfg.kd_temperature, beta=cfg.kd_beta)
@@ -109,8 +122,11 @@ def split_microbatches(batch: dict, num_microbatches: int, mesh, rules) -> dict:
 def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransformation,
                     schedule: optax.Schedule, loss_cfg: LossConfig, *, mesh, rules,
                     num_microbatches: int = 1, stage_start_step: int = 0,
-                    teacher_config: DecoderConfig | None = None) -> Callable:
+                    teacher_config: DecoderConfig | None = None, source_names: Sequence[str] = ()) -> Callable:
     """train_step(state, batch, teacher_params) -> (state, metrics), not yet jitted.
+
+    With `source_names` (the loader's), batches carry `source_ids` and the metrics each
+    source's cross-entropy.
 
     A step whose loss or gradient is not finite leaves params and optimizer state as they
     were (metrics["finite"] says so); the loop then stops or skips."""
@@ -125,7 +141,7 @@ def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransf
 
         def objective(p):
             logits = model.apply({"params": p}, mb["inputs"], mb["positions"], mb["segment_ids"])
-            sums = loss_sums(loss_cfg, logits, mb, teacher_logits)
+            sums = loss_sums(loss_cfg, logits, mb, teacher_logits, num_sources=len(source_names))
             return sums["objective"], sums
         (_, sums), grads = jax.value_and_grad(objective, has_aux=True)(params)
         return grads, sums
@@ -148,6 +164,11 @@ def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransf
         # the single division: every term is a weighted sum over the whole global batch
         denom = jnp.maximum(weight, 1.0)
         grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
+        by_source = {}
+        if source_names:
+            ce, w = sums.pop("ce_by_source"), sums.pop("weight_by_source")
+            ce = jnp.where(w > 0, ce / jnp.where(w > 0, w, 1.0), jnp.nan)
+            by_source = {SOURCE_LOSS_PREFIX + name: ce[i] for i, name in enumerate(source_names)}
         means = {k: v / denom for k, v in sums.items()}
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(means["objective"]) & jnp.isfinite(grad_norm)
@@ -161,7 +182,7 @@ def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransf
         metrics = {"loss": means["objective"], "grad_norm": grad_norm, "learning_rate": lr,
                    "loss_weight": weight, "finite": finite,
                    "nonpadding_tokens": jnp.sum(batch["segment_ids"] > 0),
-                   **{f"loss/{k}": v for k, v in means.items() if k != "objective"}}
+                   **{f"loss/{k}": v for k, v in means.items() if k != "objective"}, **by_source}
         return new_state, metrics
 
     return train_step
