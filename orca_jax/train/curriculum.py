@@ -111,6 +111,22 @@ def _load_params(path: str, expected: DecoderConfig, shardings, what: str, seed:
     return loaded, jax.device_put(params, shardings)
 
 
+def _data_tokenizer(loaders, model: DecoderConfig, tokenizer_path: str | None):
+    """The tokenizer the prepared data was made with (or `tokenizer_path`), after checking that
+    the model has a row for every token id the data can hold."""
+    records = [t for loader in loaders for t in getattr(loader, "tokenizers", [])]
+    for record in records:
+        if record["vocab_size"] > model.vocab_size:
+            raise UserError(f"the data was tokenized with {record['path']} ({record['vocab_size']} tokens) but the "
+                            f"model has {model.vocab_size} rows: set model_config.vocab_size = {record['vocab_size']} "
+                            f"(or prepare the data with the model's tokenizer)")
+    if tokenizer_path is None and records:
+        tokenizer = load_tokenizer(records[0]["path"])
+        tokenizer.add_special_tokens(list(records[0].get("added_tokens") or []))
+        return tokenizer
+    return load_tokenizer(tokenizer_path) if tokenizer_path else None
+
+
 def _load_teacher(path: str | None, student: DecoderConfig, mesh, rules):
     """(config, sharded params, shardings) of a frozen teacher with the student's vocabulary,
     computing in the student's dtype."""
@@ -136,7 +152,7 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
     """Run every stage to its end (or until SIGTERM). Returns the run's summary dict.
 
     The tokenizer saved into MODEL_DIR (so `orca-jax generate --model MODEL_DIR` works) comes
-    from `tokenizer_path`, else from the initial checkpoint."""
+    from `tokenizer_path`, else from the prepared data's metadata, else from the initial checkpoint."""
     wall_start = time.perf_counter()
     loss = loss or trainer.LossConfig()
     if stages is None:
@@ -154,6 +170,7 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
                                           global_batch_size=batch_size, seed=seed + k,
                                           process_index=jax.process_index(), process_count=jax.process_count()))
         for k, s in enumerate(stages)])
+    tokenizer = _data_tokenizer(loaders, model, tokenizer_path)
     ends = np.cumsum(lengths).tolist()
     starts = [0] + ends[:-1]
 
@@ -169,7 +186,6 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
 
     # Restore order: latest checkpoint in MODEL_DIR, else the initial checkpoint, else random.
     latest = checkpointer.latest_step()
-    tokenizer = load_tokenizer(tokenizer_path) if tokenizer_path else None
     loader_state, stage_tokens = None, 0
     if latest is not None:
         params, opt_state, progress = checkpointer.restore(
