@@ -42,6 +42,10 @@ setup(
             "hypothesis",
             # The official client, to check that `orca-jax serve` speaks the OpenAI API.
             "openai",
+            # Execute the notebooks headless in tests.
+            "nbformat",
+            "nbclient",
+            "ipykernel",
         ],
     },
     entry_points={"console_scripts": ["orca-jax=orca_jax.cli:main"]},
