@@ -19,7 +19,6 @@ request's content, so a killed run restarted with the same arguments asks nothin
 """
 
 import asyncio
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from tqdm import tqdm
 
 from orca_jax.data.jsonl import read_jsonl
 from orca_jax.errors import UserError
+from orca_jax.teacher.cache import request_key
 from orca_jax.teacher.client import STATUS_OK, ChatClient, SamplingParams, TeacherUnavailable
 
 JUDGE_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
@@ -86,11 +86,6 @@ def parse_scores(review: str) -> tuple[float, float] | None:
         return None
 
 
-def _request_key(judge: str, model: str, sampling: SamplingParams, content: str) -> str:
-    payload = json.dumps([judge, model, sampling.as_dict(), JUDGE_SYSTEM, content], ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
 def _load_done(path: str) -> dict[str, dict]:
     done = {}
     if os.path.exists(path):
@@ -138,8 +133,9 @@ def run_judge(candidates_path: str, references_path: str, judge_url: str, out_di
         ref = references[cand.id]
         for order, (first, second) in (("candidate_first", (cand, ref)), ("reference_first", (ref, cand))):
             content = JUDGE_TEMPLATE.format(question=cand.prompt, answer_1=first.response, answer_2=second.response)
-            jobs.append({"key": _request_key(judge_url, model, sampling, content), "id": cand.id, "set": cand.set,
-                         "order": order, "content": content})
+            key = request_key(teacher=judge_url, model=model, sampling=sampling.as_dict(),
+                              system_message=JUDGE_SYSTEM, prompt=content)
+            jobs.append({"key": key, "id": cand.id, "set": cand.set, "order": order, "content": content})
     done = _load_done(judgments_path)
     todo = [job for job in jobs if job["key"] not in done]
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="judge", unit="review") as progress:
