@@ -27,11 +27,19 @@ def token_logprobs(config: DecoderConfig, params, token_ids: list[int], pad_to_m
     tokens[0, :n] = token_ids
     segment_ids = (np.arange(length) < n).astype(np.int32)[None]
     positions = np.arange(length, dtype=np.int32)[None] * segment_ids
-    return np.asarray(_next_token_logprobs(config, params, tokens, positions, segment_ids))[0, : n - 1]
+    chosen, _, _ = next_token_scores(config, params, tokens, positions, segment_ids)
+    return np.asarray(chosen)[0, : n - 1]
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _next_token_logprobs(config, params, tokens, positions, segment_ids):
+@functools.partial(jax.jit, static_argnames=("config", "k"))
+def next_token_scores(config, params, tokens, positions, segment_ids, *, k: int = 0):
+    """At each position t < T-1 of a teacher-forced pass: log p(tokens[t+1]) [B, T-1], and the
+    model's top-k next-token ids and log-probs [B, T-1, k] (empty when k = 0)."""
     logits = apply(config, params, tokens, positions, segment_ids)[:, :-1]
     logprobs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return jnp.take_along_axis(logprobs, tokens[:, 1:, None], axis=-1)[..., 0]
+    chosen = jnp.take_along_axis(logprobs, tokens[:, 1:, None], axis=-1)[..., 0]
+    if k == 0:
+        empty = jnp.zeros(chosen.shape + (0,))
+        return chosen, empty.astype(jnp.int32), empty
+    top_logprobs, top_ids = jax.lax.top_k(logprobs, k)
+    return chosen, top_ids, top_logprobs

@@ -10,14 +10,11 @@ own log-prob (OpenAI-style `logprobs`).
 from __future__ import annotations
 
 import dataclasses
-import functools
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from orca_jax.model.config import DecoderConfig
-from orca_jax.model.decoder import apply
+from orca_jax.model.scoring import next_token_scores
 
 
 @dataclasses.dataclass
@@ -27,19 +24,9 @@ class ResponseScores:
     topk_logprobs: np.ndarray  # [n, k]
 
 
-@functools.partial(jax.jit, static_argnames=("config", "k"))
-def _scores(config, params, tokens, positions, segment_ids, *, k: int):
-    logits = apply(config, params, tokens, positions, segment_ids)[:, :-1]
-    logprobs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    chosen = jnp.take_along_axis(logprobs, tokens[:, 1:, None], axis=-1)[..., 0]
-    top_logprobs, top_ids = jax.lax.top_k(logprobs, k)
-    return chosen, top_ids, top_logprobs
-
-
 def score_responses(config: DecoderConfig, params, prompts: list[list[int]], responses: list[list[int]], k: int,
                     *, rows_per_pass: int = 8, pad_to_multiple: int = 64) -> list[ResponseScores]:
     """Scores of each response given its prompt; `rows_per_pass` bounds the [rows, length, vocab] logits."""
-    k_computed = max(k, 1)  # top_k needs k >= 1; k == 0 still yields token log-probs
     results = []
     for start in range(0, len(prompts), rows_per_pass):
         rows = [list(p) + list(r) for p, r in zip(prompts[start:start + rows_per_pass],
@@ -51,11 +38,11 @@ def score_responses(config: DecoderConfig, params, prompts: list[list[int]], res
             tokens[i, :len(row)] = row
             segment_ids[i, :len(row)] = 1
         positions = np.arange(length, dtype=np.int32)[None] * segment_ids
-        chosen, top_ids, top_logprobs = (np.asarray(x) for x in _scores(
-            config, params, tokens, positions, segment_ids, k=k_computed))
+        chosen, top_ids, top_logprobs = (np.asarray(x) for x in next_token_scores(
+            config, params, tokens, positions, segment_ids, k=k))
         for i, (prompt, response) in enumerate(zip(prompts[start:], responses[start:start + len(rows)])):
             # Logits at position t predict token t + 1: the response's tokens are predicted from
             # positions len(prompt) - 1 .. len(prompt) + len(response) - 2.
             span = slice(len(prompt) - 1, len(prompt) + len(response) - 1)
-            results.append(ResponseScores(chosen[i, span], top_ids[i, span, :k], top_logprobs[i, span, :k]))
+            results.append(ResponseScores(chosen[i, span], top_ids[i, span], top_logprobs[i, span]))
     return results
