@@ -23,6 +23,7 @@ def no_compiling(monkeypatch):
     ("mesh_shape.data = 3", "needs 3 devices, but 1 are available"),
     ("mesh_shape.data = 0", "sizes must be positive"),
     ("train.num_microbatches = 3", "batch size 8 must be divisible"),
+    ("train.metrics_every_steps = 0", "train.metrics_every_steps = 0: expected a positive number of steps"),
     ("MIXTURE_OR_TASK_NAME = 'missing'", "no prepared data for task 'missing'"),
     ("train.loader_fn = @data_loader\ndata_loader.cache_root = '/nonexistent/cache'", "/nonexistent/cache"),
 ])

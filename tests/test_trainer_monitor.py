@@ -1,25 +1,14 @@
 """TensorBoard scalars the monitor writes, read back with TensorFlow's own event reader."""
 
 import functools
-import glob
 
 import jax
-
 import pytest
 
 from orca_jax.model import decoder
 from orca_jax.model.config import get_preset
 from orca_jax.train.monitor import Monitor, train_flops_per_token
-
-
-def read_scalars(log_dir):
-    tf = pytest.importorskip("tensorflow")
-    out = {}
-    for path in glob.glob(f"{log_dir}/events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                out.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return out
+from trainer_support import read_scalars
 
 
 def test_scalars_every_log_step(tmp_path):

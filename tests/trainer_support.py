@@ -172,6 +172,49 @@ def parse_tiny_gin(tmp_path, extra: str = "") -> None:
     gin_setup.parse([path], [f"MODEL_DIR = '{tmp_path}/unused'"])
 
 
+def read_scalars(log_dir) -> dict[str, list[tuple[int, float]]]:
+    """TensorBoard scalars {tag: [(step, value), ...]}, read with TensorFlow's own event reader."""
+    import glob
+
+    import pytest
+    tf = pytest.importorskip("tensorflow")
+    out = {}
+    for path in glob.glob(f"{log_dir}/events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                out.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return out
+
+
+class PoisonedLoader:
+    """A loader whose batch of step `at` (1-based) has NaN loss weights: that step's loss is NaN."""
+
+    def __init__(self, inner, at):
+        self.inner, self.at, self.count = inner, at, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = dict(next(self.inner))
+        self.count += 1
+        if self.count == self.at:
+            batch["loss_weights"] = np.full_like(batch["loss_weights"], np.nan)
+        return batch
+
+    def state(self):
+        return {"inner": self.inner.state(), "count": self.count}
+
+    def restore(self, state):
+        self.inner.restore(state["inner"])
+        self.count = state["count"]
+
+
+def poisoned_loader(at: int):
+    """A train.loader_fn: toy_loader with NaN loss weights at step `at`."""
+    return lambda name, **kwargs: PoisonedLoader(toy_loader(name, **kwargs), at)
+
+
 class SigtermAt:
     """An eval hook that sends this process SIGTERM after step `step` (a preemption)."""
 

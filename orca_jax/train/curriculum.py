@@ -148,13 +148,21 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
           seed: int = 0, initial_checkpoint_path: str | None = None, loader_fn: Callable = data_loader,
           num_microbatches: int = 1, loss: trainer.LossConfig | None = None, teacher_path: str | None = None,
           skip_nonfinite: bool = False, eval_fn: Callable | None = None, eval_every: int | None = None,
-          tokenizer_path: str | None = None) -> dict:
+          tokenizer_path: str | None = None, metrics_every_steps: int = 10) -> dict:
     """Run every stage to its end (or until SIGTERM). Returns the run's summary dict.
+
+    `metrics_every_steps`: read the step metrics back to the host this often (and at every
+    Monitor.log_every step, checkpoint, eval and stage end). Not every step, as t5x does not:
+    a host waiting on each step's metrics stalls the device between steps. Nothing is lost
+    by it (every step still reaches TensorBoard; a non-finite loss still stops the run naming
+    its step, before any later checkpoint); only the progress bar moves in bursts.
 
     The tokenizer saved into MODEL_DIR (so `orca-jax generate --model MODEL_DIR` works) comes
     from `tokenizer_path`, else from the prepared data's metadata, else from the initial checkpoint."""
     wall_start = time.perf_counter()
     loss = loss or trainer.LossConfig()
+    if metrics_every_steps < 1:
+        raise UserError(f"train.metrics_every_steps = {metrics_every_steps}: expected a positive number of steps")
     if stages is None:
         if mixture_or_task_name is None:
             raise UserError("give MIXTURE_OR_TASK_NAME (or a curriculum in train.stages)")
@@ -244,7 +252,8 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
                     teacher_params=teacher_params, checkpointer=checkpointer,
                     progress=lambda tokens: {"stage": k, "loader": feed.state(), "stage_tokens": tokens},
                     monitor=monitor, tokens_before=stage_tokens,
-                    skip_nonfinite=skip_nonfinite, eval_fn=eval_fn, eval_every=eval_every, stop=stop)
+                    skip_nonfinite=skip_nonfinite, eval_fn=eval_fn, eval_every=eval_every, stop=stop,
+                    metrics_every_steps=metrics_every_steps)
             finally:
                 feed.close()
                 monitor.close()

@@ -289,45 +289,77 @@ class StageResult:
     preempted: bool
 
 
+class HostMetrics:
+    """Each step's device metrics, held on the device and read back to the host in one transfer
+    when `read` is called: reading waits for the step to finish, and a host that waits after
+    every step cannot enqueue the next one while the device works.
+
+    `read` hands every pending step's metrics, in step order, to what reads them per step
+    (tokens seen, skipped steps, the monitor), exactly as reading each step would, and raises
+    NonFiniteLossError at the first non-finite step unless `skip_nonfinite`."""
+
+    def __init__(self, monitor, checkpointer, skip_nonfinite: bool, tokens: int):
+        self.monitor, self.checkpointer, self.skip_nonfinite = monitor, checkpointer, skip_nonfinite
+        self.tokens, self.skipped, self.last = tokens, 0, {}
+        self._pending: list[tuple[int, dict, int]] = []  # (step, device metrics, batch slots)
+
+    def add(self, step: int, device_metrics: dict, batch_slots: int) -> None:
+        self._pending.append((step, device_metrics, batch_slots))
+
+    def read(self) -> None:
+        pending, self._pending = self._pending, []
+        for (step, _, slots), values in zip(pending, jax.device_get([m for _, m, _ in pending])):
+            metrics = {k: float(np.asarray(v)) for k, v in values.items()}
+            if not metrics["finite"]:
+                if not self.skip_nonfinite:
+                    self.checkpointer.wait()
+                    raise NonFiniteLossError(
+                        f"loss is {metrics['loss']} (gradient norm {metrics['grad_norm']}) at step {step}; "
+                        f"stopped, the last good checkpoint is kept in {self.checkpointer.directory} "
+                        f"(set train.skip_nonfinite = True to skip such steps instead)")
+                self.skipped += 1  # the step itself left params and optimizer state unchanged
+            self.tokens += int(metrics["nonpadding_tokens"])
+            self.monitor.step(step, metrics, slots)
+            self.last = metrics
+
+
 def run_steps(step_fn: ShardedStep, state: TrainState, loader, *, first_step: int, last_step: int,
               keys, teacher_params, checkpointer, progress: Callable[[int], dict], monitor,
               tokens_before: int = 0,
               skip_nonfinite: bool = False, eval_fn: Callable | None = None, eval_every: int | None = None,
-              stop: GracefulStop | None = None) -> StageResult:
+              stop: GracefulStop | None = None, metrics_every_steps: int = 1) -> StageResult:
     """Steps first_step+1 .. last_step; checkpoint after each due step and on SIGTERM.
 
+    Metrics are read back to the host every `metrics_every_steps` steps and at each of the
+    monitor's log steps, and always before a checkpoint, an eval, a SIGTERM stop and the
+    stage's end: a checkpoint is only written once every step up to it is known finite.
     `progress(tokens_seen)` gives the JSON saved with each checkpoint (it reads the loader's
     state, which at that point has produced exactly the batches of the steps taken).
     Tokens count non-padding tokens since the stage began (`tokens_before` at `first_step`).
     """
     start = time.perf_counter()
-    metrics: dict[str, float] = {}
-    tokens, skipped = tokens_before, 0
+    host = HostMetrics(monitor, checkpointer, skip_nonfinite, tokens_before)
     batches = device_batches(loader, step_fn.mesh, step_fn.rules, keys)
     for step in range(first_step + 1, last_step + 1):
         batch = next(batches, None)
         if batch is None:
             raise UserError(f"the data ran out at step {step} of {last_step}; use fewer steps or more epochs")
         state, device_metrics = step_fn(state, batch, teacher_params)
-        metrics = to_host_scalars(device_metrics)
-        if not metrics["finite"]:
-            if not skip_nonfinite:
-                checkpointer.wait()
-                raise NonFiniteLossError(
-                    f"loss is {metrics['loss']} (gradient norm {metrics['grad_norm']}) at step {step}; "
-                    f"stopped, the last good checkpoint is kept in {checkpointer.directory} "
-                    f"(set train.skip_nonfinite = True to skip such steps instead)")
-            skipped += 1
-        tokens += int(metrics["nonpadding_tokens"])
-        monitor.step(step, metrics, int(np.prod(batch["inputs"].shape)))
-        if checkpointer.due(step):
-            checkpointer.save(step, state.params, state.opt_state, progress(tokens))
-        if eval_fn is not None and eval_every and step % eval_every == 0:
+        host.add(step, device_metrics, int(np.prod(batch["inputs"].shape)))
+        save = checkpointer.due(step)
+        evaluate = eval_fn is not None and eval_every and step % eval_every == 0
+        # a logged throughput window must end at a read: only then is the device known to be done
+        if save or evaluate or step == last_step or step % metrics_every_steps == 0 or step % monitor.log_every == 0:
+            host.read()
+        if save:
+            checkpointer.save(step, state.params, state.opt_state, progress(host.tokens))
+        if evaluate:
             monitor.scalars(step, {f"eval/{k}": v for k, v in eval_fn(state.params, step).items()})
         # at a stage's last step the stage simply ends (summary, stage checkpoint); the next
         # stage's first step then honours the request
         if stop is not None and step < last_step and stop.agreed():
-            checkpointer.save(step, state.params, state.opt_state, progress(tokens), force=True)
+            host.read()
+            checkpointer.save(step, state.params, state.opt_state, progress(host.tokens), force=True)
             checkpointer.wait()
-            return StageResult(state, metrics, tokens, time.perf_counter() - start, skipped, True)
-    return StageResult(state, metrics, tokens, time.perf_counter() - start, skipped, False)
+            return StageResult(state, host.last, host.tokens, time.perf_counter() - start, host.skipped, True)
+    return StageResult(state, host.last, host.tokens, time.perf_counter() - start, host.skipped, False)
