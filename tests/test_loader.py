@@ -107,6 +107,17 @@ def test_epochs_reshuffle():
     assert sorted(segs) == sorted([tuple(e["ids"]) for e in ex] * 2)
 
 
+def test_batches_are_not_ordered_by_length():
+    """The planner emits a buffer's rows longest example first; batches must mix lengths,
+    or training would see all long examples, then all short ones. One buffer holds the whole
+    data here, so without shuffling the rows' longest examples would fall monotonically."""
+    kw = {**KW, "buffer_size": 400, "global_batch_size": 1}
+    loader = PackedLoader.from_examples(_examples(300), seed=0, num_epochs=1, **kw)
+    longest = [int(np.bincount(b["segment_ids"][0])[1:].max()) for b in loader]
+    rank_correlation = np.corrcoef(np.argsort(np.argsort(longest)), np.arange(len(longest)))[0, 1]
+    assert abs(rank_correlation) < 0.2, rank_correlation
+
+
 def test_over_long_examples_are_dropped_and_counted_never_truncated():
     ex = _examples(20) + [{"ids": np.arange(1, SEQ + 6, dtype=np.int32), "loss_weights": np.ones(SEQ + 5, np.float32)}]
     loader = PackedLoader.from_examples(ex, seed=0, num_epochs=1, **KW)

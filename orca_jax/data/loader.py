@@ -2,7 +2,9 @@
 
 Reads prepared caches with NumPy only (no TensorFlow, no seqio). Every process draws the same
 example stream (epoch-seeded permutations; for mixtures, a seeded task choice per slot), plans
-the same packed rows over a bounded buffer, and materialises only its own rows of each global
+the same packed rows over a bounded buffer, shuffles them (the planner emits them longest
+first, and batches in that order would run from long examples to short ones, each batch full of
+one kind), and materialises only its own rows of each global
 batch, so the global batch does not depend on the process count. `state()` captures the stream
 position, the unplanned buffer and the planned-but-unemitted rows, so `restore(state)` resumes
 with exactly the batches an uninterrupted run would have produced.
@@ -26,7 +28,7 @@ from orca_jax.data.cache import ExampleCache, read_mixture
 from orca_jax.data.packing import BufferedPlanner, pack_rows
 from orca_jax.errors import UserError
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 DEFAULT_CACHE_ROOT = "orca_jax_cache"  # when neither an argument nor $ORCA_JAX_CACHE_DIR names one
 _CHOICE_BLOCK = 4096  # mixture task choices are drawn in seeded blocks of this many slots
 
@@ -142,7 +144,7 @@ class PackedLoader:
         self.base = np.concatenate([[0], np.cumsum([len(p) for p in self.pieces])]).astype(np.int64)
         self._perm_cache: dict[int, tuple[int, np.ndarray]] = {}  # store -> (epoch, order)
         self._choice_cache: tuple[int, np.ndarray] | None = None
-        self._stream = {"slot": 0, "positions": [0] * len(self.pieces), "buffer": [], "pending": [], "batches": 0}
+        self._stream = {"slot": 0, "positions": [0] * len(self.pieces), "buffer": [], "pending": [], "batches": 0, "plans": 0}
         self.stats = {"dropped_too_long": sum(p.dropped for p in self.pieces), "split_too_long": sum(p.split for p in self.pieces),
                       "rows": 0, "segments": 0, "tokens": 0, "padding": 0}
 
@@ -205,6 +207,9 @@ class PackedLoader:
             return False
         final = self._exhausted()
         rows, carry = self.planner.plan(st["buffer"], [self._length(r) for r in st["buffer"]], final=final)
+        if self.shuffle:
+            np.random.default_rng([self.seed, 3, st["plans"]]).shuffle(rows)
+        st["plans"] += 1
         st["pending"].extend(rows)
         st["buffer"] = [r for r, _ in carry]
         return True
@@ -278,6 +283,7 @@ class PackedLoader:
             "buffer": list(st["buffer"]),
             "pending": [list(r) for r in st["pending"]],
             "batches": st["batches"],
+            "plans": st["plans"],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -293,6 +299,7 @@ class PackedLoader:
             "buffer": [int(r) for r in state["buffer"]],
             "pending": [[int(r) for r in row] for row in state["pending"]],
             "batches": int(state["batches"]),
+            "plans": int(state["plans"]),
         }
 
 
