@@ -1,6 +1,6 @@
 """One GPU, one script: packed attention correctness, then training tokens/s and MFU vs transformers.
 
-    python benchmarks/gpu_check.py [--kernels cudnn,pallas_gpu] [--steps 10] [--torch_compile]
+    python benchmarks/gpu_check.py [--kernels cudnn,pallas_gpu] [--steps 10] [--logits_chunk 512] [--torch_compile]
                                    [--out benchmarks/results/gpu_check.json]
     python benchmarks/gpu_check.py --tiny          # CPU smoke test of the same code path
 
@@ -15,7 +15,8 @@ Budget: under 8 minutes on an H100/H200; a kernel that would start after --budge
    kernel that ignores them would produce), so a leak cannot hide under the tolerance.
 2. Training, per kernel that passed: TinyLlama-1.1B shape, batch 8 x 2048, fp32 master weights,
    bf16 compute, the project's train step with AdamW; packed rows (4 segments, segment ids
-   honoured) and unpacked rows (one sequence each), timed in alternation.
+   honoured), the same with chunked cross-entropy (--logits_chunk positions at a time; 0: not
+   run) and unpacked rows (one sequence each), timed in alternation.
 3. transformers LlamaForCausalLM of the same shape on the same card (run before step 2's
    training, which keeps most of the memory): SDPA, bf16 autocast, fused
    AdamW, unpacked rows (its SDPA path has no packed-segment mask); --torch_compile adds a
@@ -85,6 +86,9 @@ def summary_line(record: dict) -> str:
         kernel = max(packed, key=lambda k: packed[k]["tokens_per_s"])
         best = packed[kernel]
         parts.append(f"packed {kernel}: {best['tokens_per_s']:,.0f} tokens/s{mfu_text(best)}")
+        chunked = record["kernels"][kernel].get("packed_chunked_ce")
+        if chunked:
+            parts.append(f"with chunked CE {chunked['tokens_per_s']:,.0f} tokens/s{mfu_text(chunked)}")
         if "transformers_eager" in record:
             ratio = best["tokens_per_s"] / record["transformers_eager"]["tokens_per_s"]
             parts.append(f"{ratio:.2f}x transformers eager (unpacked)")
@@ -98,6 +102,8 @@ def main(argv=None) -> dict:
                                           "(default cudnn,pallas_gpu on GPU; xla with --tiny)")
     parser.add_argument("--steps", type=int, help="timed steps per contender (default 10; 2 with --tiny)")
     parser.add_argument("--remat", default="none", help="remat_policy of the JAX model")
+    parser.add_argument("--logits_chunk", type=int, help="LossConfig.logits_chunk_size of the packed_chunked_ce "
+                                                         "run (default 512; 32 with --tiny; 0: no such run)")
     parser.add_argument("--peak_tflops", type=float, help="peak bf16 TFLOP/s, if the card is not known to monitor.py")
     parser.add_argument("--skip_transformers", action="store_true")
     parser.add_argument("--torch_compile", action="store_true", help="also time transformers under torch.compile")
@@ -115,6 +121,7 @@ def main(argv=None) -> dict:
         shape, batch, seq_len = get_preset("tinyllama-1.1b"), 8, 2048
     kernels = (args.kernels or ("xla" if args.tiny else "cudnn,pallas_gpu")).split(",")
     steps = args.steps or (2 if args.tiny else 10)
+    logits_chunk = (32 if args.tiny else 512) if args.logits_chunk is None else args.logits_chunk
     device = jax.devices()[0]
     on_gpu = device.platform == "gpu"
     peak = args.peak_tflops * 1e12 if args.peak_tflops else device_peak_flops()
@@ -132,7 +139,7 @@ def main(argv=None) -> dict:
                       f"AdamW, bf16 compute, fp32 params; MFU by orca_jax.train.monitor.train_flops_per_token",
               "device": device.device_kind, "backend": jax.default_backend(), "jax": jax.__version__,
               "peak_flops": peak, "flops_per_token": flops_per_token, "steps": steps, "remat": args.remat,
-              "kernels": {}}
+              "logits_chunk": logits_chunk, "kernels": {}}
     configs = {kernel: base.replace(attention_impl=kernel) for kernel in kernels}
     for kernel, config in configs.items():
         check = packing_check(config.replace(num_layers=min(2, config.num_layers)), seq_len)
@@ -167,11 +174,15 @@ def main(argv=None) -> dict:
         if time.perf_counter() - started > args.budget_s:
             entry["skipped"] = f"over the {args.budget_s:.0f} s budget"
             continue
-        fns = {name: train_step_setup.ours(config, rows)[0] for name, rows in (("packed", packed), ("unpacked", unpacked))}
+        runs = {"packed": (packed, None), "unpacked": (unpacked, None)}
+        if logits_chunk:
+            runs["packed_chunked_ce"] = (packed, logits_chunk)
+        fns = {name: train_step_setup.ours(config, rows, logits_chunk_size=chunk)[0]
+               for name, (rows, chunk) in runs.items()}
         for name, seconds in interleaved(fns, repeats=steps, warmup=2).items():
             entry[name] = result(seconds)
             print(f"{kernel} {name}: {entry[name]['tokens_per_s']:,.0f} tokens/s{mfu_text(entry[name])}", flush=True)
-        del fns  # frees both train states before the next kernel
+        del fns  # frees the train states before the next kernel
         gc.collect()
     record["tensorflow_or_seqio_imported"] = sorted(m for m in ("tensorflow", "seqio") if m in sys.modules)
     record["machine"] = machine_description(device.device_kind if on_gpu else None)

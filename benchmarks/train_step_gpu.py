@@ -2,7 +2,7 @@
 4 segments (segment ids honoured), AdamW, bf16 compute; optionally transformers + torch on the
 same tokens. Needs jax, flax, optax, orbax-checkpoint (+ torch, transformers for --baseline).
 
-    python benchmarks/train_step_gpu.py [--attention cudnn] [--remat none] [--baseline]
+    python benchmarks/train_step_gpu.py [--attention cudnn] [--remat none] [--logits_chunk 512] [--baseline]
     python benchmarks/train_step_gpu.py --tiny      # a CPU-sized smoke run of the same script
 """
 
@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=4)
     parser.add_argument("--attention", default="cudnn", help="DecoderConfig.attention_impl")
     parser.add_argument("--remat", default="none", help="DecoderConfig.remat_policy")
+    parser.add_argument("--logits_chunk", type=int, help="chunked cross-entropy: LossConfig.logits_chunk_size")
     parser.add_argument("--peak_tflops", type=float, default=H200_PEAK_BF16 / 1e12)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--baseline", action="store_true", help="also time transformers + torch (SDPA, causal rows)")
@@ -45,7 +46,7 @@ def main() -> None:
         config = get_preset("tinyllama-1.1b").replace(dtype="bfloat16", attention_impl=args.attention,
                                                      remat_policy=args.remat)
     batch = train_step_setup.packed_batch(args.batch, args.seq_len, args.segments, config.vocab_size)
-    ours, n_params = train_step_setup.ours(config, batch)
+    ours, n_params = train_step_setup.ours(config, batch, logits_chunk_size=args.logits_chunk)
     fns = {"ours": ours}
     if args.baseline:
         device = "cuda" if jax.devices()[0].platform == "gpu" else "cpu"
@@ -60,7 +61,8 @@ def main() -> None:
     device_kind = jax.devices()[0].device_kind
     record = common.write_json(args.out, {
         "what": f"train step {n_params / 1e9:.2f}B params, batch {args.batch}x{args.seq_len}, {args.segments} "
-                f"segments/row, attention {config.attention_impl}, remat {config.remat_policy}, {config.dtype}",
+                f"segments/row, attention {config.attention_impl}, remat {config.remat_policy}, {config.dtype}, "
+                f"logits chunk {args.logits_chunk or 'none'}",
         "results": result, "peak_tflops": args.peak_tflops, "machine": common.machine_description(device_kind)})
     line = ", ".join(f"{n} {r['tokens_per_s']:,.0f} tok/s (MFU {100 * r['mfu']:.1f}%)" for n, r in result.items())
     print(f"train step: {line} on {record['machine']}")

@@ -26,8 +26,9 @@ def packed_batch(batch: int, seq_len: int, segments: int, vocab: int, seed: int 
             "positions": np.broadcast_to(positions, inputs.shape).copy(), "loss_weights": weights}
 
 
-def ours(config, batch: dict[str, np.ndarray], mesh_shape=(-1, 1, 1)):
-    """A zero-argument callable running one train step (blocking), and the params count."""
+def ours(config, batch: dict[str, np.ndarray], mesh_shape=(-1, 1, 1), logits_chunk_size: int | None = None):
+    """A zero-argument callable running one train step (blocking), and the params count.
+    `logits_chunk_size`: chunked cross-entropy (LossConfig.logits_chunk_size)."""
     import jax
     import numpy as np
 
@@ -44,7 +45,8 @@ def ours(config, batch: dict[str, np.ndarray], mesh_shape=(-1, 1, 1)):
     state = trainer.TrainState(step=jax.device_put(np.int32(0), shardings.step), params=params,
                                opt_state=jax.jit(optimizer.init, out_shardings=shardings.opt_state)(params))
     step = trainer.ShardedStep(
-        trainer.make_train_step(config, optimizer, learning_rate_schedule(10**6, peak_lr=1e-5), trainer.LossConfig(),
+        trainer.make_train_step(config, optimizer, learning_rate_schedule(10**6, peak_lr=1e-5),
+                                trainer.LossConfig(logits_chunk_size=logits_chunk_size),
                                 mesh=mesh, rules=rules),
         shardings, trainer.BATCH_KEYS, mesh, rules)
     device_batch = partitioning.global_batch(batch, mesh, rules)

@@ -67,7 +67,8 @@ def test_gpu_check_tiny_runs_on_cpu(tmp_path):
     record = json.loads(out.read_text())
     check = record["kernels"]["xla"]["packing_check"]
     assert check["ok"] and check["max_abs_error"] < 1e-2 * check["leak_if_segments_ignored"]
-    for run in (record["kernels"]["xla"]["packed"], record["kernels"]["xla"]["unpacked"], record["transformers_eager"]):
+    runs = record["kernels"]["xla"]
+    for run in (runs["packed"], runs["packed_chunked_ce"], runs["unpacked"], record["transformers_eager"]):
         assert run["tokens_per_s"] > 0 and run["mfu"] is None, run  # no peak known for a CPU: no invented MFU
     assert record["tensorflow_or_seqio_imported"] == []
 

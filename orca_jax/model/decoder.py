@@ -5,6 +5,8 @@ API:
         tokens, positions, segment_ids: int [B, T]; segment id 0 = padding.
         -> logits [B, T, vocab] float32; with `cache`: (logits, new_cache)
         last_logits_only=True: logits of the last slot only, [B, 1, vocab] (generation prefill)
+        return_hidden=True: the final (normed) hidden states [B, T, embed] instead of logits;
+            project(x, output_head(config, params), dtype) turns any slice of them into its logits
     init_params(config, rng) -> params        # fp32 pytree (unboxed), the dict under "params"
     param_logical_axes(config) -> pytree of jax.sharding.PartitionSpec with logical names
     init_cache(config, batch_size, max_length) -> cache
@@ -69,7 +71,8 @@ class Decoder(nn.Module):
     config: DecoderConfig
 
     @nn.compact
-    def __call__(self, tokens, positions, segment_ids, cache=None, last_logits_only: bool = False):
+    def __call__(self, tokens, positions, segment_ids, cache=None, last_logits_only: bool = False,
+                 return_hidden: bool = False):
         cfg = self.config
         dtype = jnp.dtype(cfg.dtype)
         embed = Embed(cfg.vocab_size, cfg.hidden_size, dtype, name="embed_tokens")
@@ -77,6 +80,8 @@ class Decoder(nn.Module):
         layer_cls = _layer_class(cfg.remat_policy)
         cache_index = cache_segment_ids = cache_positions = None
         if cache is not None:
+            if return_hidden:
+                raise ValueError("return_hidden is for the training forward, without a cache")
             cache_index = cache["index"]
             cache_segment_ids, cache_positions = (
                 jax.lax.dynamic_update_slice(cache[key], new.astype(jnp.int32), (0, cache_index))
@@ -88,19 +93,31 @@ class Decoder(nn.Module):
                 x, positions, segment_ids, layer_cache, cache_index, cache_segment_ids, cache_positions)
             new_layers.append(new_layer_cache)
         x = RMSNorm(cfg.rms_norm_eps, dtype, name="norm")(x)
+        if return_hidden:  # the loss projects them chunk by chunk (output_head, project)
+            return x
         if last_logits_only:  # prefill for generation needs only the next-token logits
             x = x[:, -1:]
         if cfg.tie_word_embeddings:
-            logits = embed.attend(x)
+            head = embed.embedding.T
         else:
             head = logical_param(self, "lm_head", (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"))
-            logits = jnp.einsum("bte,ev->btv", x, head.astype(dtype), preferred_element_type=jnp.float32)
-        logits = nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "vocab"))
+        logits = project(x, head, dtype)
         if cache is None:
             return logits
         new_cache = {"index": cache_index + tokens.shape[1], "segment_ids": cache_segment_ids,
                      "positions": cache_positions, "layers": new_layers}
         return logits, new_cache
+
+
+def output_head(config: DecoderConfig, params) -> jax.Array:
+    """The output projection [embed, vocab] in `params`: lm_head, or the tied embedding transposed."""
+    return params["embed_tokens"]["embedding"].T if config.tie_word_embeddings else params["lm_head"]
+
+
+def project(x: jax.Array, head: jax.Array, dtype) -> jax.Array:
+    """Final hidden states [B, T, embed] -> fp32 logits [B, T, vocab]: in `dtype`, accumulated in fp32."""
+    logits = jnp.einsum("bte,ev->btv", x, head.astype(dtype), preferred_element_type=jnp.float32)
+    return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
 def _dummy_inputs():

@@ -95,7 +95,3 @@ class Embed(nn.Module):
 
     def __call__(self, tokens):
         return jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)
-
-    def attend(self, x):
-        """Tied output head: x @ embedding^T, accumulated in fp32."""
-        return jnp.einsum("bte,ve->btv", x, self.embedding.astype(self.dtype), preferred_element_type=jnp.float32)

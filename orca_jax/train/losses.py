@@ -14,11 +14,39 @@ al.) so the gradient scale does not shrink with the temperature.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
 KD_KINDS = ("forward_kl", "reverse_kl", "jsd")
 MISSING_MASS = ("renormalize", "tail")
+
+
+def sum_over_chunks(fn: Callable[[jax.Array, dict], dict], hidden: jax.Array, per_token: dict,
+                    chunk_size: int) -> dict:
+    """sum over length chunks of fn(hidden[:, chunk], {k: v[:, chunk]}), fn returning a dict of sums.
+
+    For losses whose logits would be the largest tensor of the step: fn projects one chunk's
+    hidden states [B, C, E] to logits [B, C, V] and reduces them, and the backward pass
+    recomputes each chunk's logits (jax.checkpoint) instead of keeping them, so only one
+    chunk's logits exist at a time. The length is zero-padded to a multiple of the chunk;
+    padding carries loss weight 0 in `per_token`, so it adds nothing.
+    """
+    pad = -hidden.shape[1] % chunk_size
+
+    def chunks(x):  # [B, T, ...] -> [T / C, B, C, ...]
+        x = jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
+        return jnp.moveaxis(x.reshape((x.shape[0], -1, chunk_size) + x.shape[2:]), 1, 0)
+
+    chunk_fn = jax.checkpoint(fn, prevent_cse=False)  # inside scan, CSE cannot undo the remat
+    xs = (chunks(hidden), {k: chunks(v) for k, v in per_token.items()})
+    zero = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                  jax.eval_shape(chunk_fn, *jax.tree_util.tree_map(lambda a: a[0], xs)))
+
+    def body(total, x):
+        return jax.tree_util.tree_map(jnp.add, total, chunk_fn(*x)), None
+    return jax.lax.scan(body, zero, xs)[0]
 
 
 def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:

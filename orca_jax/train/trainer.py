@@ -51,6 +51,10 @@ class LossConfig:
 
     kd_source: None (plain CE), "online" (a frozen teacher model's logits) or "offline"
     (the batch's teacher_topk_ids / teacher_topk_logprobs).
+
+    logits_chunk_size: compute the logits and every loss term this many positions at a time
+    (recomputed in the backward pass), so the step never holds [batch, length, vocab] fp32
+    logits; None or 0: all at once. Same loss and gradients up to rounding.
     """
     z_loss: float = 0.0
     kd_source: str | None = None
@@ -59,6 +63,7 @@ class LossConfig:
     kd_temperature: float = 1.0
     kd_beta: float = 0.5
     kd_missing_mass: str = "renormalize"
+    logits_chunk_size: int | None = None
 
     def __post_init__(self):
         if self.kd_source not in (None, "online", "offline"):
@@ -70,6 +75,12 @@ class LossConfig:
                             f"expected one of {losses.MISSING_MASS}")
         if not 0.0 <= self.kd_alpha <= 1.0 or self.kd_temperature <= 0:
             raise UserError("LossConfig: kd_alpha must be in [0, 1] and kd_temperature > 0")
+        if self.logits_chunk_size is not None and self.logits_chunk_size < 0:
+            raise UserError(f"LossConfig.logits_chunk_size = {self.logits_chunk_size}: expected a positive number "
+                            "of positions, or None / 0 for unchunked logits")
+        if self.logits_chunk_size and self.kd_source == "online":
+            raise UserError("LossConfig.logits_chunk_size cannot be combined with kd_source = 'online': the "
+                            "teacher's full logits are held anyway; use offline top-k distillation or no chunking")
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -106,6 +117,20 @@ def loss_sums(cfg: LossConfig, logits, batch, teacher_logits=None, num_sources: 
     return sums
 
 
+def forward_loss_sums(model: decoder.Decoder, cfg: LossConfig, params, batch, teacher_logits=None,
+                      num_sources: int = 0) -> dict[str, jax.Array]:
+    """The student's forward pass and `loss_sums` on its logits, all at once or, with
+    cfg.logits_chunk_size, chunk by chunk from the final hidden states."""
+    inputs = (batch["inputs"], batch["positions"], batch["segment_ids"])
+    if not cfg.logits_chunk_size:
+        return loss_sums(cfg, model.apply({"params": params}, *inputs), batch, teacher_logits, num_sources)
+    hidden = model.apply({"params": params}, *inputs, return_hidden=True)
+    head, dtype = decoder.output_head(model.config, params), jnp.dtype(model.config.dtype)
+    return losses.sum_over_chunks(
+        lambda x, chunk: loss_sums(cfg, decoder.project(x, head, dtype), chunk, num_sources=num_sources),
+        hidden, batch, cfg.logits_chunk_size)
+
+
 def split_microbatches(batch: dict, num_microbatches: int, mesh, rules) -> dict:
     """[B, ...] -> [M, B/M, ...] taking every M-th row, so each device's microbatch rows are
     rows it already holds (no data moves between devices)."""
@@ -140,8 +165,7 @@ def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransf
                                            mb["segment_ids"])
 
         def objective(p):
-            logits = model.apply({"params": p}, mb["inputs"], mb["positions"], mb["segment_ids"])
-            sums = loss_sums(loss_cfg, logits, mb, teacher_logits, num_sources=len(source_names))
+            sums = forward_loss_sums(model, loss_cfg, p, mb, teacher_logits, num_sources=len(source_names))
             return sums["objective"], sums
         (_, sums), grads = jax.value_and_grad(objective, has_aux=True)(params)
         return grads, sums
