@@ -131,7 +131,6 @@ class PackedLoader:
             raise UserError(f"tasks disagree on teacher top-k ({sorted(map(str, ks))}); mix only tasks with the same k")
         rates = np.asarray(_rates if _rates is not None else [1.0], np.float64)
         self.cum_rates = np.cumsum(rates / rates.sum())
-        self.planner = BufferedPlanner(seq_len, buffer_size)
         # One id space over all stores (ids of names, in store order); no sources unless every store has them.
         names = [s.source_names for s in stores]
         self.source_names: list[str] = list(dict.fromkeys(n for ns in names for n in ns)) if all(names) else []
@@ -142,6 +141,10 @@ class PackedLoader:
         self.tokenizers: list[dict] = [s.metadata["tokenizer"] for s in stores if "tokenizer" in getattr(s, "metadata", {})]
         # A piece's global reference: store s's piece p is base[s] + p.
         self.base = np.concatenate([[0], np.cumsum([len(p) for p in self.pieces])]).astype(np.int64)
+        # A buffer larger than the data would hold several copies of each example, and the rows
+        # it carries over to the next plan (the hard-to-fill long examples) would then be
+        # missing from batches for many steps at a time.
+        self.planner = BufferedPlanner(seq_len, max(2, min(buffer_size, int(self.base[-1]))))
         self._perm_cache: dict[int, tuple[int, np.ndarray]] = {}  # store -> (epoch, order)
         self._choice_cache: tuple[int, np.ndarray] | None = None
         self._stream = {"slot": 0, "positions": [0] * len(self.pieces), "buffer": [], "pending": [], "batches": 0, "plans": 0}
