@@ -113,6 +113,7 @@ def student_config(cfg: ExperimentConfig, vocab_size: int):
     return get_preset("tiny").replace(
         vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=3 * cfg.hidden_size,
         num_layers=cfg.num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_heads,
+        head_dim=cfg.hidden_size // cfg.num_heads,  # the preset's own head_dim would not follow hidden_size
         max_position_embeddings=cfg.sequence_length + cfg.max_new_tokens)
 
 
