@@ -60,14 +60,20 @@ def attention_mask(q_segment_ids, kv_segment_ids, q_index, kv_index, q_positions
 
 
 def xla_attention(q, k, v, mask):
-    """q [B,T,H,D], k/v [B,S,K,D], mask [B,T,S] -> [B,T,H,D]; softmax in fp32."""
+    """q [B,T,H,D], k/v [B,S,K,D], mask [B,T,S] -> [B,T,H,D]; softmax in fp32.
+
+    The [.., T, S] scores are the largest arrays here (head_dim is far smaller than S), so
+    work is moved off them: q is scaled before the product, and the softmax's division is
+    applied to the [.., T, D] output instead of the probabilities (as flash attention does)."""
     b, t, h, d = q.shape
     kv_heads = k.shape[2]
-    q = q.reshape(b, t, kv_heads, h // kv_heads, d)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) / np.sqrt(d)
+    q = (q * jnp.asarray(1 / np.sqrt(d), q.dtype)).reshape(b, t, kv_heads, h // kv_heads, d)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
     scores = jnp.where(mask[:, None, None], scores, MASK_VALUE)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    return jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, h, d)
+    unnormalized = jnp.exp(scores - jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True)))
+    total = jnp.sum(unnormalized, axis=-1).transpose(0, 3, 1, 2)[..., None]  # [B, T, K, G, 1]
+    out = jnp.einsum("bkgts,bskd->btkgd", unnormalized.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    return (out / total).astype(v.dtype).reshape(b, t, h, d)
 
 
 def cudnn_attention(q, k, v, mask):

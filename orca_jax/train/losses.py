@@ -50,9 +50,12 @@ def sum_over_chunks(fn: Callable[[jax.Array, dict], dict], hidden: jax.Array, pe
 
 
 def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """-log softmax(logits_t)[targets_t] per position; logits [..., V], targets [...]."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return -jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    """-log softmax(logits_t)[targets_t] = logsumexp(logits_t) - logits_t[targets_t] per position;
+    logits [..., V], targets [...]. (Not via log_softmax, whose [..., V] result and its gradient
+    cost two more passes over the largest array of a small model's step.)"""
+    logits = logits.astype(jnp.float32)
+    target_logits = jnp.take_along_axis(logits, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    return jax.nn.logsumexp(logits, axis=-1) - target_logits
 
 
 def cross_entropy_sum(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
