@@ -50,22 +50,38 @@ def test_runs_have_checkpoints_logs_and_stage_summaries(out_dir):
         assert summary["final_step"] == sum(CI.stage_steps)
 
 
-def test_results_agree_with_predictions(out_dir):
+@pytest.mark.parametrize("split, suffix", [("held_out", ""), ("in_distribution", "_in_distribution")])
+def test_results_agree_with_predictions(out_dir, split, suffix):
     results = json.load(open(os.path.join(out_dir, "results.json")))
-    columns = results["held_out_accuracy"]
+    columns = results[f"{split}_accuracy"]
     assert len(columns) == 2
     for (column, accuracies), name in zip(columns.items(), ("shallow", "student")):
-        predictions = os.path.join(out_dir, "eval", name, "predictions.jsonl")
+        predictions = os.path.join(out_dir, "eval", name + suffix, "predictions.jsonl")
         assert sum(1 for _ in open(predictions)) == CI.eval_per_family * len(FAMILIES)
         rescored = rescore(predictions)["bbh"]
         assert set(accuracies) == set(FAMILIES) | {"average"}
         for task in FAMILIES:
             assert accuracies[task] == pytest.approx(rescored["tasks"][task]["accuracy"])
         assert accuracies["average"] == pytest.approx(np.mean([accuracies[t] for t in FAMILIES]))
-    assert results["student_beats_shallow"] == (list(columns.values())[1]["average"] > list(columns.values())[0]["average"])
+    if split == "held_out":
+        assert results["student_beats_shallow"] == (list(columns.values())[1]["average"] > list(columns.values())[0]["average"])
     markdown = open(os.path.join(out_dir, "results.md")).read()
     assert all(column in markdown for column in columns) and all(task in markdown for task in FAMILIES)
     assert results["seconds"]["total"] > 0
+
+
+def test_evaluation_prompts_are_not_in_any_trace(out_dir):
+    """In-distribution instances are drawn at the training levels, so they could repeat a
+    training question; the quickstart leaves those out."""
+    trained = {}
+    for stem in ("assistant_orca1", "strong_orca2", "answers_only"):
+        for trace in read_traces(os.path.join(out_dir, "traces", f"{stem}.jsonl")):
+            trained.setdefault(trace.task, set()).add(trace.turns[0]["content"])
+    for split, suffix in (("in_distribution", "_in_distribution"), ("held_out", "")):
+        for line in open(os.path.join(out_dir, "eval", "student" + suffix, "predictions.jsonl")):
+            record = json.loads(line)
+            prompt = record["prompt"].split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
+            assert prompt not in trained[record["task"]]
 
 
 def test_training_curves_png(out_dir):

@@ -10,8 +10,9 @@
 4. A tiny student is trained from scratch through the progressive curriculum
    (assistant traces, then strong traces); the shallow-imitation baseline is trained
    on answers only to the same questions for as many steps.
-5. Both answer held-out instances, harder than any seen in training, under the
-   cautious system message; BBH's answer extraction scores them.
+5. Both answer held-out instances, harder than any seen in training, and new instances at
+   the training difficulty, under the cautious system message; BBH's answer extraction
+   scores them.
 
 Writes into `out_dir` (see `synthetic_experiment`) plus results.json, results.md and
 training_curves.png.
@@ -62,11 +63,17 @@ def run_quickstart(out_dir: str, cfg: QuickstartConfig = PRESETS["full"], log=pr
     }
     training = timed("train", lambda: {name: exp.train_run(out_dir, cfg, name, stages, model)
                                        for name, stages in runs.items()})
-    examples = exp.held_out_examples(out_dir, cfg)
-    evaluation = timed("evaluate", lambda: {name: exp.evaluate_run(out_dir, cfg, name, examples) for name in runs})
+    example_sets = {"held_out": exp.held_out_examples(out_dir, cfg),
+                    "in_distribution": exp.in_distribution_examples(out_dir, cfg)}
+    # eval/<run>/ for the held-out set (the table's), eval/<run>_in_distribution/ for the other
+    suffix = {"held_out": "", "in_distribution": "_in_distribution"}
+    evaluation = timed("evaluate", lambda: {
+        split: {name: exp.evaluate_run(out_dir, cfg, name, examples, name + suffix[split]) for name in runs}
+        for split, examples in example_sets.items()})
     seconds["total"] = round(time.perf_counter() - start, 1)
 
-    columns = {SHALLOW: exp.accuracies(evaluation["shallow"]), STUDENT: exp.accuracies(evaluation["student"])}
+    columns = {split: {SHALLOW: exp.accuracies(by_run["shallow"]), STUDENT: exp.accuracies(by_run["student"])}
+               for split, by_run in evaluation.items()}
     curves = {name: read_scalars(os.path.join(out_dir, "runs", name, "tensorboard")) for name in runs}
     plot_curves(curves, os.path.join(out_dir, "training_curves.png"),
                 boundaries={name: s["stage_ends"][:-1] for name, s in training.items()})
@@ -79,20 +86,21 @@ def run_quickstart(out_dir: str, cfg: QuickstartConfig = PRESETS["full"], log=pr
                    for task, meta in caches.items()},
         "training": {name: {k: s[k] for k in ("final_step", "final_loss", "tokens_seen", "wall_seconds",
                                               "params_sha256", "stage_ends")} for name, s in training.items()},
-        "held_out_accuracy": columns,
-        "format_ok": {name: exp.accuracies(evaluation[name], "format_ok") for name in runs},
-        "student_beats_shallow": columns[STUDENT]["average"] > columns[SHALLOW]["average"],
+        "held_out_accuracy": columns["held_out"],
+        "in_distribution_accuracy": columns["in_distribution"],
+        "format_ok": {name: exp.accuracies(evaluation["held_out"][name], "format_ok") for name in runs},
+        "student_beats_shallow": columns["held_out"][STUDENT]["average"] > columns["held_out"][SHALLOW]["average"],
     }
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
-    table = accuracy_table(columns)
+    table, in_distribution_table = accuracy_table(columns["held_out"]), accuracy_table(columns["in_distribution"])
     with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(_markdown(results, table))
+        f.write(_markdown(results, table, in_distribution_table))
     log(table)
     return results
 
 
-def _markdown(results: dict, table: str) -> str:
+def _markdown(results: dict, table: str, in_distribution_table: str) -> str:
     cfg, seconds, machine = results["config"], results["seconds"], results["machine"]
     verdict = "beats" if results["student_beats_shallow"] else "does NOT beat"
     teacher_lines = "\n".join(f"- `{stem}`: {s['traces']} traces, teacher accuracy {s['teacher_accuracy']:.1f}%"
@@ -105,6 +113,10 @@ system message and scored with BIG-Bench Hard's answer extraction. The explanati
 student {verdict} the shallow-imitation baseline on average.
 
 {table}
+
+For comparison, new instances at the training difficulty (no prompt of them in any trace):
+
+{in_distribution_table}
 
 Traces:
 {teacher_lines}

@@ -7,7 +7,8 @@ prompt erasing -> the gin-configurable curriculum trainer -> held-out instances 
 BIG-Bench Hard's layout, answered by KV-cache generation and scored by the BBH rules.
 
 Layout under `out_dir`: traces/, tokenizer/, cache/, runs/<run>/ (checkpoints,
-TensorBoard logs, summaries), eval/data/bbh/ and eval/<run>/ (predictions, summaries).
+TensorBoard logs, summaries), eval/data/bbh/ and eval/<run>/ (predictions, summaries); the
+quickstart also eval/data_in_distribution/bbh/ and eval/<run>_in_distribution/.
 """
 
 from __future__ import annotations
@@ -145,17 +146,34 @@ def train_run(out_dir: str, cfg: ExperimentConfig, name: str, stages: list, mode
 def held_out_examples(out_dir: str, cfg: ExperimentConfig) -> list:
     """Held-out instances (the test split: harder than any training instance), written in
     BBH's layout under eval/data and read back with the BBH reader."""
+    return _bbh_examples(os.path.join(out_dir, "eval", "data"), "test", cfg.eval_per_family, cfg.seed * 1000 + 100)
+
+
+def in_distribution_examples(out_dir: str, cfg: ExperimentConfig) -> list:
+    """New instances at the training difficulty (the train split's levels) whose prompt is in
+    no trace under traces/, written under eval/data_in_distribution: whether a student learned
+    its training tasks at all, apart from generalising to harder ones."""
+    from orca_jax.data.traces import read_traces
+    from orca_jax.evaluation.prompts import user_message
+    from orca_jax.synthetic.trace_generation import eval_example
+
+    folder = os.path.join(out_dir, "traces")
+    seen = {t.turns[0]["content"] for name in os.listdir(folder) for t in read_traces(os.path.join(folder, name))}
+    return _bbh_examples(os.path.join(out_dir, "eval", "data_in_distribution"), "train", cfg.eval_per_family,
+                         cfg.seed * 1000 + 200, keep=lambda x: user_message(eval_example(x)) not in seen)
+
+
+def _bbh_examples(data_dir: str, split: str, n_per_family: int, seed: int, keep=None) -> list:
     from orca_jax.evaluation.benchmarks import read_bbh
     from orca_jax.synthetic.eval_sets import write_bbh_layout
 
-    data_dir = os.path.join(out_dir, "eval", "data")
-    tasks = write_bbh_layout(data_dir, "test", cfg.eval_per_family, cfg.seed * 1000 + 100)
+    tasks = write_bbh_layout(data_dir, split, n_per_family, seed, keep=keep)
     return [e for task in tasks for e in read_bbh(data_dir, task)]
 
 
-def evaluate_run(out_dir: str, cfg: ExperimentConfig, name: str, examples: list) -> dict:
+def evaluate_run(out_dir: str, cfg: ExperimentConfig, name: str, examples: list, folder: str | None = None) -> dict:
     """Greedy answers of runs/<name> under the cautious system message (as Orca 2
-    evaluates), scored by BBH's rules; writes eval/<name>/; returns the BBH summary."""
+    evaluates), scored by BBH's rules; writes eval/<folder or name>/; returns the BBH summary."""
     from orca_jax.evaluation.runner import predict
     from orca_jax.evaluation.scoring import summarize
     from orca_jax.evaluation.tables import write_predictions, write_summary
@@ -165,7 +183,7 @@ def evaluate_run(out_dir: str, cfg: ExperimentConfig, name: str, examples: list)
     records = predict(loaded.config, loaded.params, loaded.tokenizer, examples, system=CAUTIOUS_SYSTEM_MESSAGE,
                       batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens, progress=False)
     summary = summarize(records)
-    folder = os.path.join(out_dir, "eval", name)
+    folder = os.path.join(out_dir, "eval", folder or name)
     os.makedirs(folder, exist_ok=True)
     write_predictions(os.path.join(folder, "predictions.jsonl"), records)
     write_summary(folder, summary)
