@@ -16,7 +16,8 @@ Budget: under 8 minutes on an H100/H200; a kernel that would start after --budge
 2. Training, per kernel that passed: TinyLlama-1.1B shape, batch 8 x 2048, fp32 master weights,
    bf16 compute, the project's train step with AdamW; packed rows (4 segments, segment ids
    honoured), the same with chunked cross-entropy (--logits_chunk positions at a time; 0: not
-   run) and unpacked rows (one sequence each), timed in alternation.
+   run) and unpacked rows (one sequence each), timed in alternation; each with its compiled
+   step's temp bytes (XLA memory_analysis).
 3. transformers LlamaForCausalLM of the same shape on the same card (run before step 2's
    training, which keeps most of the memory): SDPA, bf16 autocast, fused
    AdamW, unpacked rows (its SDPA path has no packed-segment mask); --torch_compile adds a
@@ -177,12 +178,13 @@ def main(argv=None) -> dict:
         runs = {"packed": (packed, None), "unpacked": (unpacked, None)}
         if logits_chunk:
             runs["packed_chunked_ce"] = (packed, logits_chunk)
-        fns = {name: train_step_setup.ours(config, rows, logits_chunk_size=chunk)[0]
-               for name, (rows, chunk) in runs.items()}
+        contenders = {name: train_step_setup.ours(config, rows, logits_chunk_size=chunk)
+                      for name, (rows, chunk) in runs.items()}
+        fns = {name: contender.run for name, contender in contenders.items()}
         for name, seconds in interleaved(fns, repeats=steps, warmup=2).items():
-            entry[name] = result(seconds)
+            entry[name] = {**result(seconds), "temp_bytes": contenders[name].temp_bytes}
             print(f"{kernel} {name}: {entry[name]['tokens_per_s']:,.0f} tokens/s{mfu_text(entry[name])}", flush=True)
-        del fns  # frees the train states before the next kernel
+        del fns, contenders  # frees the train states before the next kernel
         gc.collect()
     record["tensorflow_or_seqio_imported"] = sorted(m for m in ("tensorflow", "seqio") if m in sys.modules)
     record["machine"] = machine_description(device.device_kind if on_gpu else None)

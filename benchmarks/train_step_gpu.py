@@ -46,7 +46,7 @@ def main() -> None:
         config = get_preset("tinyllama-1.1b").replace(dtype="bfloat16", attention_impl=args.attention,
                                                      remat_policy=args.remat)
     batch = train_step_setup.packed_batch(args.batch, args.seq_len, args.segments, config.vocab_size)
-    ours, n_params = train_step_setup.ours(config, batch, logits_chunk_size=args.logits_chunk)
+    ours, n_params, _ = train_step_setup.ours(config, batch, logits_chunk_size=args.logits_chunk)
     fns = {"ours": ours}
     if args.baseline:
         device = "cuda" if jax.devices()[0].platform == "gpu" else "cpu"

@@ -8,7 +8,15 @@ SDPA path has no packed-segment mask), which only favours the baseline.
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import numpy as np
+
+
+class Contender(NamedTuple):
+    run: Callable[[], None]  # one train step, blocking
+    n_params: int
+    temp_bytes: int  # the compiled step's temporary buffers (XLA memory_analysis)
 
 
 def packed_batch(batch: int, seq_len: int, segments: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -27,7 +35,7 @@ def packed_batch(batch: int, seq_len: int, segments: int, vocab: int, seed: int 
 
 
 def ours(config, batch: dict[str, np.ndarray], mesh_shape=(-1, 1, 1), logits_chunk_size: int | None = None):
-    """A zero-argument callable running one train step (blocking), and the params count.
+    """This project's train step, compiled once, as a Contender.
     `logits_chunk_size`: chunked cross-entropy (LossConfig.logits_chunk_size)."""
     import jax
     import numpy as np
@@ -50,13 +58,14 @@ def ours(config, batch: dict[str, np.ndarray], mesh_shape=(-1, 1, 1), logits_chu
                                 mesh=mesh, rules=rules),
         shardings, trainer.BATCH_KEYS, mesh, rules)
     device_batch = partitioning.global_batch(batch, mesh, rules)
+    compiled = step.lower(state, device_batch).compile()
     holder = {"state": state}
 
     def run():
-        holder["state"], metrics = step(holder["state"], device_batch)
+        holder["state"], metrics = compiled(holder["state"], device_batch, None)
         jax.block_until_ready(metrics["loss"])
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
-    return run, n_params
+    return Contender(run, n_params, compiled.memory_analysis().temp_size_in_bytes)
 
 
 def torch_baseline(config, batch: dict[str, np.ndarray], device: str = "cpu", bf16: bool = False,

@@ -70,6 +70,7 @@ def test_gpu_check_tiny_runs_on_cpu(tmp_path):
     runs = record["kernels"]["xla"]
     for run in (runs["packed"], runs["packed_chunked_ce"], runs["unpacked"], record["transformers_eager"]):
         assert run["tokens_per_s"] > 0 and run["mfu"] is None, run  # no peak known for a CPU: no invented MFU
+    assert runs["packed_chunked_ce"]["temp_bytes"] > 0
     assert record["tensorflow_or_seqio_imported"] == []
 
 
