@@ -16,7 +16,7 @@ from orca_jax.model.config import get_preset
 from orca_jax.train import trainer
 from orca_jax.train.summary import host_params
 
-sys.path.insert(0, os.path.dirname(ts.REPO))
+sys.path.insert(0, ts.REPO)  # the benchmarks package
 from benchmarks.chunked_ce_memory import train_step_temp_bytes  # noqa: E402
 
 SOURCES = 2
