@@ -16,8 +16,6 @@ from orca_jax.synthetic.families import FAMILIES
 
 SEEDS = 2
 
-# About two CPU-minutes: ten trainings and evaluations.
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
