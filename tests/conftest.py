@@ -1,13 +1,24 @@
 """SmolLM2-135M-Instruct, the real model several test files check against, loaded once per test
 session: reading its GGUF takes seconds (tokenizer ~10 s, model ~20 s, transformers' tokenizer
 ~20 s on CI's CPU), so each is shared. Tests must not mutate them; copy first
-(`copy.deepcopy`) to change one."""
+(`copy.deepcopy`) to change one.
+
+Every test also ends with gin's configuration cleared: `orca-jax train`'s parsing locks it, and a
+locked or leftover configuration would make a later test's outcome depend on test order."""
 
 import os
 
 import pytest
 
 from orca_jax.model.loading import smollm2_gguf_path
+
+
+@pytest.fixture(autouse=True)
+def _clear_gin_after_each_test():
+    import gin
+
+    yield
+    gin.clear_config()
 
 
 @pytest.fixture(scope="session")

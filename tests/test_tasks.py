@@ -25,14 +25,6 @@ def smollm2_path(tmp_path_factory, smollm2_tokenizer):
     return str(folder)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_gin():
-    import gin
-
-    yield
-    gin.clear_config()
-
-
 def _write(path, lines):
     path.write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines), encoding="utf-8")
 
