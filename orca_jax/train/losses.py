@@ -58,11 +58,6 @@ def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return jax.nn.logsumexp(logits, axis=-1) - target_logits
 
 
-def cross_entropy_sum(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
-    """sum_t w_t * -log softmax(logits_t)[targets_t]; logits [..., V], targets/weights [...]."""
-    return jnp.sum(token_cross_entropy(logits, targets) * weights)
-
-
 def z_loss_sum(logits: jax.Array, weights: jax.Array) -> jax.Array:
     """sum_t w_t * logsumexp(logits_t)^2 (PaLM's z-loss; the trainer scales it)."""
     lse = jax.nn.logsumexp(logits.astype(jnp.float32), axis=-1)
