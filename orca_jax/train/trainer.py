@@ -333,7 +333,7 @@ class HostMetrics:
     def read(self) -> None:
         pending, self._pending = self._pending, []
         for (step, _, slots), values in zip(pending, jax.device_get([m for _, m, _ in pending])):
-            metrics = {k: float(np.asarray(v)) for k, v in values.items()}
+            metrics = to_host_scalars(values)
             if not metrics["finite"]:
                 if not self.skip_nonfinite:
                     self.checkpointer.wait()
