@@ -11,18 +11,19 @@ import sys
 import pytest
 
 from orca_jax.evaluation.runner import rescore
-from orca_jax.pipelines.reproduce import CLAIMS, CONDITIONS
+from orca_jax.pipelines.reproduce import SUITES, claims, conditions
 from orca_jax.synthetic.families import FAMILIES
 
 SEEDS = 2
-
+CONDITIONS = conditions(distill=True)
+CLAIMS = claims(distill=True)
 
 
 @pytest.fixture(scope="module")
 def out_dir(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("reproduce"))
     proc = subprocess.run([sys.executable, "-m", "orca_jax.cli", "reproduce", "--suite", "ci", "--seeds", str(SEEDS),
-                           "--out", out], capture_output=True, text=True, timeout=1500)
+                           "--distill", "--out", out], capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -53,8 +54,10 @@ def test_summary_follows_from_per_seed_predictions(out_dir):
 def test_conditions_trained_as_specified(out_dir):
     seed_dir = os.path.join(out_dir, "seed_0")
     stages = {c: sorted(os.listdir(os.path.join(seed_dir, "runs", c, "stages"))) for c in CONDITIONS}
-    assert stages == {"shallow": ["0-answers_only"], "progressive": ["0-assistant", "1-strong"],
-                      "strong_only": ["0-strong"], "mixed": ["0-mixed"], "prompts_kept": ["0-assistant", "1-strong_kept"]}
+    progressive = ["0-assistant", "1-strong"]
+    assert stages == {"shallow": ["0-answers_only"], "progressive": progressive, "strong_only": ["0-strong"],
+                      "mixed": ["0-mixed"], "prompts_kept": ["0-assistant", "1-strong_kept"],
+                      "large_teacher": progressive, "distilled": progressive}
     steps = {json.load(open(os.path.join(seed_dir, "runs", c, "summary.json")))["final_step"] for c in CONDITIONS}
     assert len(steps) == 1  # every condition gets the same number of steps
     kept = json.load(open(os.path.join(seed_dir, "cache", "traces_strong_orca2_kept", "metadata.json")))
@@ -62,6 +65,20 @@ def test_conditions_trained_as_specified(out_dir):
     assert (kept["erasing_policy"], erased["erasing_policy"]) == (None, "cautious")
     mixture = json.load(open(os.path.join(seed_dir, "cache", "mixed_assistant_strong", "mixture.json")))["tasks"]
     assert len(mixture) == 2
+
+
+def test_distilled_student_learns_from_the_larger_teacher(out_dir):
+    """The distilled run sees progressive's batches from progressive's initialisation, so
+    its parameters can differ from progressive's only through the teacher's logits."""
+    runs = os.path.join(out_dir, "seed_0", "runs")
+    model = {r: json.load(open(os.path.join(runs, r, "model_config.json"))) for r in CONDITIONS}
+    ci = SUITES["ci"]
+    assert (model["large_teacher"]["hidden_size"], model["large_teacher"]["num_hidden_layers"]) == (
+        ci.teacher_hidden_size, ci.teacher_num_layers)
+    assert model["distilled"] == model["progressive"]
+    summary = {r: json.load(open(os.path.join(runs, r, "summary.json"))) for r in ("progressive", "distilled")}
+    assert summary["distilled"]["tokens_seen"] == summary["progressive"]["tokens_seen"]
+    assert summary["distilled"]["params_sha256"] != summary["progressive"]["params_sha256"]
 
 
 def test_report_files(out_dir):

@@ -8,6 +8,9 @@ def add_arguments(parser):
     parser.add_argument("--suite", choices=sorted(SUITES), default="mini",
                         help="mini: the README's table; ci: a reduced size for tests")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per condition (default 3)")
+    parser.add_argument("--distill", action="store_true",
+                        help="also train a larger local teacher per seed and a progressive student distilled "
+                             "from its logits")
     parser.add_argument("--out", default="reproduce_out", help="output directory (default: ./reproduce_out)")
 
 
@@ -17,6 +20,6 @@ def run(args) -> int:
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {args.seeds}")
-    results = run_reproduce(args.out, args.suite, args.seeds)
+    results = run_reproduce(args.out, args.suite, args.seeds, args.distill)
     print(f"wrote {args.out}/results.md, results.json, ablations.png ({results['seconds']} s)")
     return 0

@@ -11,8 +11,13 @@ message, as Orca 2 evaluates):
 - mixed: assistant and strong traces sampled together in proportion to their sizes;
 - prompts_kept: progressive, but the strong teacher's strategy prompts are kept.
 
+With `distill`, two more runs per seed (neither paper distils logits; this is the
+project's option):
+- large_teacher: a wider, deeper model trained like `progressive` (reported, not a student);
+- distilled: `progressive`, with cross-entropy mixed with forward KL to large_teacher's
+  logits on the same tokens (online distillation).
+
 Each seed changes the instances, the teacher assistant's slips and the initialisation.
-Logit distillation from a larger local teacher is not part of this suite.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ SUITES = {
     "mini": exp.ExperimentConfig(),
     # For CI: the same suite at a size a test can afford.
     "ci": exp.ExperimentConfig(assistant_per_family=16, strong_per_family=8, eval_per_family=3, stage_steps=(3, 3),
-                               batch_size=4, vocab_size=600, hidden_size=32, num_layers=1, max_new_tokens=96),
+                               batch_size=4, vocab_size=600, hidden_size=32, num_layers=1, max_new_tokens=96,
+                               teacher_hidden_size=48, teacher_num_layers=2),
 }
 CONDITIONS = ("shallow", "progressive", "strong_only", "mixed", "prompts_kept")
+DISTILL_CONDITIONS = ("large_teacher", "distilled")
 MIXED = "mixed_assistant_strong"
 # (claim, paper, better condition, worse condition)
 CLAIMS = (
@@ -40,23 +47,37 @@ CLAIMS = (
     ("progressive learning beats mixing both teachers' data", "Orca 1", "progressive", "mixed"),
     ("prompt erasing beats keeping strategy prompts (generic prompt at test)", "Orca 2", "progressive", "prompts_kept"),
 )
+DISTILL_CLAIM = ("logit distillation from a larger local teacher adds to explanation tuning", "neither (option)",
+                 "distilled", "progressive")
 
 
 def _stages(cfg: exp.ExperimentConfig, condition: str) -> list:
     first, second = cfg.stage_steps
     total = first + second
     assistant = exp.stage(cfg, "assistant", "traces_assistant_orca1", first)
+    progressive = [assistant, exp.stage(cfg, "strong", "traces_strong_orca2", second)]
     return {
         "shallow": [exp.stage(cfg, "answers_only", "traces_answers_only", total)],
-        "progressive": [assistant, exp.stage(cfg, "strong", "traces_strong_orca2", second)],
+        "progressive": progressive,
+        "large_teacher": progressive,
+        "distilled": progressive,
         "strong_only": [exp.stage(cfg, "strong", "traces_strong_orca2", total)],
         "mixed": [exp.stage(cfg, "mixed", MIXED, total)],
         "prompts_kept": [assistant, exp.stage(cfg, "strong_kept", "traces_strong_orca2_kept", second)],
     }[condition]
 
 
-def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print) -> dict[str, dict[str, float]]:
-    """All conditions for one seed in `out_dir`; condition -> held-out accuracies."""
+def conditions(distill: bool) -> tuple[str, ...]:
+    return CONDITIONS + (DISTILL_CONDITIONS if distill else ())
+
+
+def claims(distill: bool) -> tuple[tuple[str, str, str, str], ...]:
+    return CLAIMS + ((DISTILL_CLAIM,) if distill else ())
+
+
+def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print, distill: bool = False) -> dict[str, dict[str, float]]:
+    """All conditions for one seed in `out_dir`; condition -> held-out accuracies. The
+    large teacher trains before the student distilled from it."""
     traces = exp.trace_sets(cfg)
     # The same strong traces under a task whose prompts are not erased.
     traces["strong_orca2_kept"] = traces["strong_orca2"]
@@ -66,11 +87,13 @@ def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print) -> dict[str, di
                "traces_strong_orca2": len(traces["strong_orca2"])}
     exp.prepare_tasks(out_dir, cfg, [f"traces_{stem}" for stem in traces] + [MIXED], {MIXED: mixture})
     model = exp.student_config(cfg, tokenizer.vocab_size)
+    runs = {"large_teacher": dict(model=exp.teacher_config(cfg, tokenizer.vocab_size)),
+            "distilled": dict(model=model, loss=exp.distillation_loss(cfg), teacher="large_teacher")}
     examples = exp.held_out_examples(out_dir, cfg)
     results = {}
-    for condition in CONDITIONS:
+    for condition in conditions(distill):
         log(f"[reproduce] seed {cfg.seed}: {condition}")
-        exp.train_run(out_dir, cfg, condition, _stages(cfg, condition), model)
+        exp.train_run(out_dir, cfg, condition, _stages(cfg, condition), **runs.get(condition, dict(model=model)))
         results[condition] = exp.accuracies(exp.evaluate_run(out_dir, cfg, condition, examples))
     return results
 
@@ -80,7 +103,7 @@ def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 3, log=print) -> dict:
+def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 3, distill: bool = False, log=print) -> dict:
     from orca_jax.pipelines.report import plot_bars
 
     if suite not in SUITES:
@@ -89,18 +112,18 @@ def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 3, log=print) 
     per_seed = {}
     for seed in range(seeds):
         cfg = dataclasses.replace(base, seed=seed)
-        per_seed[seed] = run_seed(os.path.join(out_dir, f"seed_{seed}"), cfg, log)
+        per_seed[seed] = run_seed(os.path.join(out_dir, f"seed_{seed}"), cfg, log, distill)
     tasks = list(per_seed[0]["shallow"])
-    summary = {c: {t: mean_std([per_seed[s][c][t] for s in per_seed]) for t in tasks} for c in CONDITIONS}
-    claims = [_claim(summary, seeds, *claim) for claim in CLAIMS]
-    results = {"suite": suite, "seeds": seeds, "config": dataclasses.asdict(base), "machine": exp.machine(),
-               "seconds": round(time.perf_counter() - start, 1), "per_seed": per_seed, "summary": summary,
-               "claims": claims}
+    summary = {c: {t: mean_std([per_seed[s][c][t] for s in per_seed]) for t in tasks} for c in conditions(distill)}
+    verdicts = [_claim(summary, seeds, *claim) for claim in claims(distill)]
+    results = {"suite": suite, "seeds": seeds, "distill": distill, "config": dataclasses.asdict(base),
+               "machine": exp.machine(), "seconds": round(time.perf_counter() - start, 1), "per_seed": per_seed,
+               "summary": summary, "claims": verdicts}
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
     with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
         f.write(_markdown(results, tasks))
-    plot_bars({c: summary[c]["average"] for c in CONDITIONS}, os.path.join(out_dir, "ablations.png"),
+    plot_bars({c: summary[c]["average"] for c in summary}, os.path.join(out_dir, "ablations.png"),
               title=f"held-out accuracy (%), mean and std over {seeds} seeds")
     log(_table(summary, tasks))
     return results
@@ -126,9 +149,21 @@ def _table(summary: dict, tasks: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _distill_note(results: dict) -> str:
+    if not results["distill"]:
+        return ""
+    cfg = results["config"]
+    return f"""
+
+large_teacher is not a student: a {cfg['teacher_num_layers']}-layer model of hidden
+{cfg['teacher_hidden_size']}, trained like progressive; distilled is progressive with
+{1 - cfg['kd_alpha']:g} x cross-entropy + {cfg['kd_alpha']:g} x forward KL to large_teacher's
+logits (temperature {cfg['kd_temperature']:g})."""
+
+
 def _markdown(results: dict, tasks: list[str]) -> str:
     cfg, machine = results["config"], results["machine"]
-    claims = "\n".join(f"| {c['claim']} | {c['paper']} | {c['difference']:+.1f} | {c['verdict']} |"
+    claim_rows = "\n".join(f"| {c['claim']} | {c['paper']} | {c['difference']:+.1f} | {c['verdict']} |"
                        for c in results["claims"])
     return f"""# Mini reproduction ({results['suite']})
 
@@ -136,13 +171,13 @@ Held-out accuracy (%), mean ± standard deviation over seeds ({results['seeds']}
 instances are harder than any training instance and are answered under Orca 2's cautious
 system message. Every condition trains the same student ({cfg['num_layers']} layers, hidden
 {cfg['hidden_size']}) from scratch for {sum(cfg['stage_steps'])} steps of {cfg['batch_size']} x
-{cfg['sequence_length']} packed tokens.
+{cfg['sequence_length']} packed tokens.{_distill_note(results)}
 
 {_table(results['summary'], tasks)}
 
 | paper's claim | paper | difference (points) | here |
 |---|---|---|---|
-{claims}
+{claim_rows}
 
 "appears": over two or more seeds, the mean difference exceeds the sum of both standard deviations.
 

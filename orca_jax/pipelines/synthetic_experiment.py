@@ -39,6 +39,11 @@ class ExperimentConfig:
     hidden_size: int = 96
     num_layers: int = 2
     num_heads: int = 4
+    # The larger local teacher of the reproduction's optional logit-distillation condition
+    teacher_hidden_size: int = 192
+    teacher_num_layers: int = 4
+    kd_alpha: float = 0.5
+    kd_temperature: float = 1.0
     peak_lr: float = 3e-3
     warmup_steps: int = 20
     max_new_tokens: int = 320
@@ -109,13 +114,29 @@ def prepare_tasks(out_dir: str, cfg: ExperimentConfig, names: list[str],
 
 
 def student_config(cfg: ExperimentConfig, vocab_size: int):
+    return _decoder_config(cfg, vocab_size, cfg.hidden_size, cfg.num_layers)
+
+
+def teacher_config(cfg: ExperimentConfig, vocab_size: int):
+    """The larger local teacher: the student's architecture, wider and deeper."""
+    return _decoder_config(cfg, vocab_size, cfg.teacher_hidden_size, cfg.teacher_num_layers)
+
+
+def _decoder_config(cfg: ExperimentConfig, vocab_size: int, hidden_size: int, num_layers: int):
     from orca_jax.model.config import get_preset
 
     return get_preset("tiny").replace(
-        vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=3 * cfg.hidden_size,
-        num_layers=cfg.num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_heads,
-        head_dim=cfg.hidden_size // cfg.num_heads,  # the preset's own head_dim would not follow hidden_size
+        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=3 * hidden_size,
+        num_layers=num_layers, num_heads=cfg.num_heads, num_kv_heads=cfg.num_heads,
+        head_dim=hidden_size // cfg.num_heads,  # the preset's own head_dim would not follow hidden_size
         max_position_embeddings=cfg.sequence_length + cfg.max_new_tokens)
+
+
+def distillation_loss(cfg: ExperimentConfig):
+    """Cross-entropy on the traces plus forward KL to the online teacher's logits."""
+    from orca_jax.train.trainer import LossConfig
+
+    return LossConfig(kd_source="online", kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature)
 
 
 def stage(cfg: ExperimentConfig, name: str, task: str, steps: int):
@@ -125,9 +146,11 @@ def stage(cfg: ExperimentConfig, name: str, task: str, steps: int):
                  final_lr_fraction=0.1)
 
 
-def train_run(out_dir: str, cfg: ExperimentConfig, name: str, stages: list, model) -> dict:
-    """Trains runs/<name> through `stages` from scratch; returns the trainer's summary plus
-    `stage_ends` (the last step of each stage)."""
+def train_run(out_dir: str, cfg: ExperimentConfig, name: str, stages: list, model, loss=None,
+              teacher: str | None = None) -> dict:
+    """Trains runs/<name> through `stages` from scratch (with `loss`, distilling from
+    runs/<teacher> when given); returns the trainer's summary plus `stage_ends` (the last
+    step of each stage)."""
     from orca_jax.train.curriculum import data_loader, train
 
     from orca_jax.errors import UserError
@@ -136,7 +159,8 @@ def train_run(out_dir: str, cfg: ExperimentConfig, name: str, stages: list, mode
     summary = train(model_dir, model=model, sequence_length=cfg.sequence_length,
                     batch_size=cfg.batch_size, stages=stages, seed=cfg.seed,
                     loader_fn=functools.partial(data_loader, cache_root=os.path.join(out_dir, "cache")),
-                    tokenizer_path=os.path.join(out_dir, "tokenizer"))
+                    tokenizer_path=os.path.join(out_dir, "tokenizer"), loss=loss,
+                    teacher_path=teacher and os.path.join(out_dir, "runs", teacher))
     if summary.get("preempted"):  # the trainer checkpointed and returned early
         raise UserError(f"run {name} stopped by SIGTERM at step {summary['final_step']} (checkpoint in {model_dir})")
     summary["stage_ends"] = [s["final_step"] for s in summary["stages"]]
