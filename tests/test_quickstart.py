@@ -1,6 +1,7 @@
 """The quickstart at its reduced (CI) size, run as the CLI runs it: every output is
 there and consistent with the others (accuracies re-scored from the predictions,
-caches erased as configured, checkpoints loadable, a real PNG)."""
+caches erased as configured and prompted as the evaluation prompts, checkpoints loadable, a
+real PNG)."""
 
 import json
 import os
@@ -82,6 +83,28 @@ def test_evaluation_prompts_are_not_in_any_trace(out_dir):
             record = json.loads(line)
             prompt = record["prompt"].split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
             assert prompt not in trained[record["task"]]
+
+
+def test_erased_training_prompts_are_the_evaluation_prompts(out_dir):
+    """Orca 2 trains under the erased (cautious) system message and evaluates under it: the
+    prompt tokens of every erased training example equal what the evaluation sent, tokenized
+    the evaluation's way, with the question swapped in."""
+    from orca_jax.data.cache import ExampleCache
+    from orca_jax.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(os.path.join(out_dir, "tokenizer"))
+    sent = json.loads(next(open(os.path.join(out_dir, "eval", "student", "predictions.jsonl"))))["prompt"]
+    sent_question = sent.split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
+    for stem in ERASED:
+        evaluation_prompts = {tuple(tokenizer.encode(sent.replace(sent_question, trace.turns[0]["content"]),
+                                                     add_bos=False))
+                              for trace in read_traces(os.path.join(out_dir, "traces", f"{stem}.jsonl"))}
+        cache = ExampleCache(os.path.join(out_dir, "cache", f"traces_{stem}"))  # without traces too long to fit
+        assert len(cache) > 0
+        for i in range(len(cache)):
+            example = cache.example(i)
+            prompt = example["ids"][:int(np.argmax(example["loss_weights"] > 0))]
+            assert tuple(prompt.tolist()) in evaluation_prompts
 
 
 def test_training_curves_png(out_dir):
