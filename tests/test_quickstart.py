@@ -71,6 +71,11 @@ def test_results_agree_with_predictions(out_dir, split, suffix):
     assert results["seconds"]["total"] > 0
 
 
+def _user_turn(prompt: str) -> str:
+    """The user message of a rendered ChatML prompt."""
+    return prompt.split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
+
+
 def test_evaluation_prompts_are_not_in_any_trace(out_dir):
     """In-distribution instances are drawn at the training levels, so they could repeat a
     training question; the quickstart leaves those out."""
@@ -81,8 +86,7 @@ def test_evaluation_prompts_are_not_in_any_trace(out_dir):
     for split, suffix in (("in_distribution", "_in_distribution"), ("held_out", "")):
         for line in open(os.path.join(out_dir, "eval", "student" + suffix, "predictions.jsonl")):
             record = json.loads(line)
-            prompt = record["prompt"].split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
-            assert prompt not in trained[record["task"]]
+            assert _user_turn(record["prompt"]) not in trained[record["task"]]
 
 
 def test_erased_training_prompts_are_the_evaluation_prompts(out_dir):
@@ -94,7 +98,7 @@ def test_erased_training_prompts_are_the_evaluation_prompts(out_dir):
 
     tokenizer = load_tokenizer(os.path.join(out_dir, "tokenizer"))
     sent = json.loads(next(open(os.path.join(out_dir, "eval", "student", "predictions.jsonl"))))["prompt"]
-    sent_question = sent.split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
+    sent_question = _user_turn(sent)
     for stem in ERASED:
         evaluation_prompts = {tuple(tokenizer.encode(sent.replace(sent_question, trace.turns[0]["content"]),
                                                      add_bos=False))
