@@ -71,7 +71,8 @@ def test_distilled_student_learns_from_the_larger_teacher(out_dir):
     """The distilled run sees progressive's batches from progressive's initialisation, so
     its parameters can differ from progressive's only through the teacher's logits."""
     runs = os.path.join(out_dir, "seed_0", "runs")
-    model = {r: json.load(open(os.path.join(runs, r, "model_config.json"))) for r in CONDITIONS}
+    model = {r: json.load(open(os.path.join(runs, r, "model_config.json")))
+             for r in ("large_teacher", "distilled", "progressive")}
     ci = SUITES["ci"]
     assert (model["large_teacher"]["hidden_size"], model["large_teacher"]["num_hidden_layers"]) == (
         ci.teacher_hidden_size, ci.teacher_num_layers)

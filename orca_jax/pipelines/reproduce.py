@@ -164,7 +164,7 @@ logits (temperature {cfg['kd_temperature']:g})."""
 def _markdown(results: dict, tasks: list[str]) -> str:
     cfg, machine = results["config"], results["machine"]
     claim_rows = "\n".join(f"| {c['claim']} | {c['paper']} | {c['difference']:+.1f} | {c['verdict']} |"
-                       for c in results["claims"])
+                           for c in results["claims"])
     return f"""# Mini reproduction ({results['suite']})
 
 Held-out accuracy (%), mean ± standard deviation over seeds ({results['seeds']}); held-out
