@@ -1,4 +1,8 @@
-"""A tiny random decoder with a small byte-level BPE tokenizer and a ChatML template, for evaluation tests."""
+"""A tiny random decoder with a small byte-level BPE tokenizer and a ChatML template, and a
+small BBH-layout data dir, for evaluation tests."""
+
+import json
+import os
 
 import jax
 from tokenizers import Tokenizer as BackendTokenizer
@@ -28,3 +32,19 @@ def tiny_tokenizer() -> Tokenizer:
 def tiny_model(seed: int = 0):
     config = get_preset("tiny")
     return config, init_params(config, jax.random.key(seed)), tiny_tokenizer()
+
+
+def bbh_dir(root) -> str:
+    """`root` with bbh/navigate.json (3 examples) and bbh/word_sorting.json (2), in BBH's layout."""
+    tasks = {
+        "navigate": [("Take 1 step. Take 2 steps back. Options:\n- Yes\n- No", "No"),
+                     ("Always face forward. Take 3 steps left, then 3 steps right. Options:\n- Yes\n- No", "Yes"),
+                     ("Take 1 step.", "No")],
+        "word_sorting": [("Sort the following words alphabetically: List: cherry apple", "apple cherry"),
+                         ("Sort the following words alphabetically: List: pear fig banana kiwi plum lime", "banana fig kiwi lime pear plum")],
+    }
+    os.makedirs(os.path.join(root, "bbh"))
+    for task, rows in tasks.items():
+        with open(os.path.join(root, "bbh", f"{task}.json"), "w") as f:
+            json.dump({"examples": [{"input": i, "target": t} for i, t in rows]}, f)
+    return str(root)

@@ -6,28 +6,14 @@ import os
 import subprocess
 import sys
 
-from eval_tiny_model import tiny_model
+from eval_tiny_model import bbh_dir, tiny_model
 from orca_jax.evaluation.benchmarks import load_examples
 from orca_jax.evaluation.runner import evaluate, make_eval_fn, predict, rescore
 
 
-def _bbh_dir(tmp_path):
-    tasks = {
-        "navigate": [("Take 1 step. Take 2 steps back. Options:\n- Yes\n- No", "No"),
-                     ("Always face forward. Take 3 steps left, then 3 steps right. Options:\n- Yes\n- No", "Yes"),
-                     ("Take 1 step.", "No")],
-        "word_sorting": [("Sort the following words alphabetically: List: cherry apple", "apple cherry"),
-                         ("Sort the following words alphabetically: List: pear fig banana kiwi plum lime", "banana fig kiwi lime pear plum")],
-    }
-    os.makedirs(tmp_path / "bbh")
-    for task, rows in tasks.items():
-        (tmp_path / "bbh" / f"{task}.json").write_text(json.dumps({"examples": [{"input": i, "target": t} for i, t in rows]}))
-    return str(tmp_path)
-
-
 def test_batched_generation_matches_one_at_a_time(tmp_path):
     config, params, tokenizer = tiny_model()
-    examples = load_examples(_bbh_dir(tmp_path), "bbh:navigate,bbh:word_sorting")
+    examples = load_examples(bbh_dir(tmp_path), "bbh:navigate,bbh:word_sorting")
     one = predict(config, params, tokenizer, examples, batch_size=1, max_new_tokens=12, progress=False)
     batched = predict(config, params, tokenizer, examples, batch_size=3, max_new_tokens=12, progress=False)
     assert [r["prediction"] for r in batched] == [r["prediction"] for r in one]
@@ -38,7 +24,7 @@ def test_batched_generation_matches_one_at_a_time(tmp_path):
 def test_evaluate_writes_consistent_outputs(tmp_path):
     config, params, tokenizer = tiny_model()
     out = tmp_path / "out"
-    examples = load_examples(_bbh_dir(tmp_path), "bbh:navigate,bbh:word_sorting", limit=2)
+    examples = load_examples(bbh_dir(tmp_path), "bbh:navigate,bbh:word_sorting", limit=2)
     summary = evaluate(config, params, tokenizer, examples, out_dir=str(out), system="You are Orca.",
                        batch_size=3, max_new_tokens=8, progress=False)
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
@@ -90,7 +76,7 @@ print(json.dumps({"devices": jax.device_count(), "shardings": sorted(shardings),
 
 def test_sharded_parameters_give_the_same_predictions(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, os.path.dirname(__file__), _bbh_dir(tmp_path)],
+    result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, os.path.dirname(__file__), bbh_dir(tmp_path)],
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])

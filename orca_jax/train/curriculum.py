@@ -16,7 +16,7 @@ import functools
 import json
 import os
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import gin
 import jax
@@ -34,6 +34,9 @@ from orca_jax.train.checkpoints import Checkpointer, abstract_like
 from orca_jax.train.monitor import Monitor, train_flops_per_token
 from orca_jax.train.optimizer import adamw_direction, learning_rate_schedule
 from orca_jax.train.summary import params_sha256, write_summary
+
+if TYPE_CHECKING:  # gin_setup imports it at run time, registering it with gin
+    from orca_jax.evaluation.periodic import PeriodicEval
 
 
 @gin.configurable
@@ -148,7 +151,8 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
           seed: int = 0, initial_checkpoint_path: str | None = None, loader_fn: Callable = data_loader,
           num_microbatches: int = 1, loss: trainer.LossConfig | None = None, teacher_path: str | None = None,
           skip_nonfinite: bool = False, eval_fn: Callable | None = None, eval_every: int | None = None,
-          tokenizer_path: str | None = None, metrics_every_steps: int = 10) -> dict:
+          periodic_eval: PeriodicEval | None = None, tokenizer_path: str | None = None,
+          metrics_every_steps: int = 10) -> dict:
     """Run every stage to its end (or until SIGTERM). Returns the run's summary dict.
 
     `metrics_every_steps`: read the step metrics back to the host this often (and at every
@@ -158,11 +162,17 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
     its step, before any later checkpoint); only the progress bar moves in bursts.
 
     The tokenizer saved into MODEL_DIR (so `orca-jax generate --model MODEL_DIR` works) comes
-    from `tokenizer_path`, else from the prepared data's metadata, else from the initial checkpoint."""
+    from `tokenizer_path`, else from the prepared data's metadata, else from the initial checkpoint.
+
+    `periodic_eval` (gin: `train.periodic_eval = @PeriodicEval()`) builds `eval_fn` and
+    `eval_every` from benchmark settings, writing to MODEL_DIR/eval/. Every evaluation, from
+    either, is also appended to MODEL_DIR/eval/curve.jsonl."""
     wall_start = time.perf_counter()
     loss = loss or trainer.LossConfig()
     if metrics_every_steps < 1:
         raise UserError(f"train.metrics_every_steps = {metrics_every_steps}: expected a positive number of steps")
+    if periodic_eval is not None and eval_fn is not None:
+        raise UserError("give train.periodic_eval or train.eval_fn, not both")
     if stages is None:
         if mixture_or_task_name is None:
             raise UserError("give MIXTURE_OR_TASK_NAME (or a curriculum in train.stages)")
@@ -217,7 +227,16 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
         stage_index, step = 0, 0
     state = trainer.TrainState(step=jax.device_put(jnp.asarray(step, jnp.int32), shardings.step),
                                params=params, opt_state=opt_state)
+    # built here, where the tokenizer is final (an initial checkpoint may have supplied it)
+    if periodic_eval is not None:
+        if tokenizer is None:
+            raise UserError("train.periodic_eval needs a tokenizer: set train.tokenizer_path "
+                            "(neither the prepared data nor a checkpoint gave one)")
+        eval_fn = periodic_eval.make_eval_fn(model, tokenizer, os.path.join(model_dir, "eval"))
+        eval_every = periodic_eval.every_steps
     _write_model_files(model_dir, model, tokenizer)
+    if eval_fn is not None:
+        eval_fn = _recording_curve(eval_fn, os.path.join(model_dir, "eval", "curve.jsonl"))
     _write_operative_config(model_dir)  # again after each stage, when every configurable has run
 
     stop = trainer.GracefulStop()
@@ -280,6 +299,22 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
                    "params_sha256": params_sha256(state.params), "stages": summaries}
     write_summary(model_dir, run_summary)
     return run_summary
+
+
+def _recording_curve(eval_fn: Callable, path: str) -> Callable:
+    """`eval_fn` that also appends `{"step": step, **scalars}` to `path` (process 0), so eval
+    curves can be read without TensorBoard. A resumed run appends to the same file, so a step
+    evaluated again after a restart (past the last checkpoint) appears twice, the later line last."""
+
+    def recorded(params, step: int) -> dict[str, float]:
+        scalars = eval_fn(params, step)
+        if jax.process_index() == 0:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a") as f:
+                f.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
+        return scalars
+
+    return recorded
 
 
 def _stage_dir(model_dir: str, k: int, stage: Stage) -> str:

@@ -16,6 +16,7 @@ GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 def register_configurables() -> None:
     """Import every module whose functions gin files may name."""
     from orca_jax import partitioning  # noqa: F401
+    from orca_jax.evaluation import periodic  # noqa: F401
     from orca_jax.train import checkpoints, curriculum, monitor, optimizer, trainer  # noqa: F401
 
 
