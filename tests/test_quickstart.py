@@ -64,8 +64,10 @@ def test_results_agree_with_predictions(out_dir, split, suffix):
         for task in FAMILIES:
             assert accuracies[task] == pytest.approx(rescored["tasks"][task]["accuracy"])
         assert accuracies["average"] == pytest.approx(np.mean([accuracies[t] for t in FAMILIES]))
-    if split == "held_out":
-        assert results["student_beats_shallow"] == (list(columns.values())[1]["average"] > list(columns.values())[0]["average"])
+    if split == "in_distribution":
+        shallow, student = columns.values()
+        assert results["student_beats_shallow"] == (student["average"] > shallow["average"])
+        assert results["gain_in_distribution"] == pytest.approx({t: student[t] - shallow[t] for t in student})
     markdown = open(os.path.join(out_dir, "results.md")).read()
     assert all(column in markdown for column in columns) and all(task in markdown for task in FAMILIES)
     assert results["seconds"]["total"] > 0
@@ -109,6 +111,43 @@ def test_erased_training_prompts_are_the_evaluation_prompts(out_dir):
             example = cache.example(i)
             prompt = example["ids"][:int(np.argmax(example["loss_weights"] > 0))]
             assert tuple(prompt.tolist()) in evaluation_prompts
+
+
+def test_step_diagnostics_follow_from_the_predictions(out_dir):
+    from orca_jax.synthetic.step_diagnostics import diagnose, read_references
+
+    results = json.load(open(os.path.join(out_dir, "results.json")))
+    assert sorted(results["families"]["serial"] + results["families"]["control"]) == sorted(FAMILIES)
+    for split, suffix, data in (("in_distribution", "_in_distribution", "data_in_distribution"),
+                                ("held_out", "", "data")):
+        for name in ("student", "shallow"):
+            diagnostics = results["step_diagnostics"][split][name]
+            assert set(diagnostics) == set(FAMILIES)
+            records = [json.loads(line) for line in open(os.path.join(out_dir, "eval", name + suffix, "predictions.jsonl"))]
+            for task, summary in diagnostics.items():
+                references = read_references(os.path.join(out_dir, "eval", data), task)
+                rows = [r for r in records if r["task"] == task]
+                kinds = [diagnose(r["prediction"], references[int(r["id"].split("/")[1])])["kind"] for r in rows]
+                assert summary["n"] == len(rows) == CI.eval_per_family
+                assert len(summary["step_accuracy"]) == max(len(r) for r in references)
+                assert summary["all_steps_right"] == pytest.approx(100.0 * kinds.count(None) / len(rows))
+                for kind, share in summary["first_error"].items():
+                    assert share == pytest.approx(100.0 * kinds.count(kind) / len(rows))
+
+
+def test_accuracy_curves_during_training(out_dir):
+    results = json.load(open(os.path.join(out_dir, "results.json")))
+    total = sum(CI.stage_steps)
+    expected_steps = list(range(CI.eval_every_steps, total + 1, CI.eval_every_steps))
+    for name in ("student", "shallow"):
+        curve = results["eval_curves"][name]
+        assert [point["step"] for point in curve] == expected_steps
+        assert curve == [json.loads(line) for line in open(os.path.join(out_dir, "runs", name, "eval", "curve.jsonl"))]
+        for point in curve:
+            assert set(point) == {"step", "bbh/average"} | {f"bbh/{task}" for task in FAMILIES}
+            predictions = os.path.join(out_dir, "runs", name, "eval", f"step_{point['step']}", "predictions.jsonl")
+            assert sum(1 for _ in open(predictions)) == CI.curve_per_family * len(FAMILIES)
+            assert point["bbh/average"] == pytest.approx(rescore(predictions)["bbh"]["average"])
 
 
 def test_training_curves_png(out_dir):

@@ -31,24 +31,38 @@ def out_dir(tmp_path_factory):
 def test_summary_follows_from_per_seed_predictions(out_dir):
     results = json.load(open(os.path.join(out_dir, "results.json")))
     tasks = set(FAMILIES) | {"average"}
-    assert set(results["summary"]) == set(CONDITIONS)
-    for condition in CONDITIONS:
-        per_seed = [results["per_seed"][str(s)][condition] for s in range(SEEDS)]
-        for seed, accuracies in enumerate(per_seed):
-            rescored = rescore(os.path.join(out_dir, f"seed_{seed}", "eval", condition, "predictions.jsonl"))["bbh"]
-            assert set(accuracies) == tasks
-            for task in FAMILIES:
-                assert accuracies[task] == pytest.approx(rescored["tasks"][task]["accuracy"])
-        for task in tasks:
-            values = [a[task] for a in per_seed]
-            cell = results["summary"][condition][task]
-            assert cell["mean"] == pytest.approx(statistics.fmean(values))
-            assert cell["std"] == pytest.approx(statistics.stdev(values))
+    for split in ("in_distribution", "held_out"):
+        summary = results["summary"][split]
+        assert set(summary) == set(CONDITIONS)
+        for condition in CONDITIONS:
+            per_seed = [results["per_seed"][str(s)][condition][split] for s in range(SEEDS)]
+            for seed, accuracies in enumerate(per_seed):
+                predictions = os.path.join(out_dir, f"seed_{seed}", "eval", condition, split, "predictions.jsonl")
+                rescored = rescore(predictions)["bbh"]
+                assert set(accuracies) == tasks
+                for task in FAMILIES:
+                    assert accuracies[task] == pytest.approx(rescored["tasks"][task]["accuracy"])
+            for task in tasks:
+                values = [a[task] for a in per_seed]
+                assert summary[condition][task]["mean"] == pytest.approx(statistics.fmean(values))
+                assert summary[condition][task]["std"] == pytest.approx(statistics.stdev(values))
+
+
+def test_claims_are_paired_over_seeds(out_dir):
+    from scipy import stats
+
+    results = json.load(open(os.path.join(out_dir, "results.json")))
     assert [c["claim"] for c in results["claims"]] == [c[0] for c in CLAIMS]
     for claim in results["claims"]:
-        better, worse = (results["summary"][claim[k]]["average"] for k in ("better", "worse"))
-        assert claim["difference"] == pytest.approx(better["mean"] - worse["mean"])
-        assert (claim["verdict"] == "appears") == (claim["difference"] > better["std"] + worse["std"])
+        differences = [results["per_seed"][str(s)][claim["better"]]["in_distribution"]["average"]
+                       - results["per_seed"][str(s)][claim["worse"]]["in_distribution"]["average"] for s in range(SEEDS)]
+        assert claim["per_seed"] == pytest.approx(differences)
+        assert claim["difference"] == pytest.approx(statistics.fmean(differences))
+        mean, sem = statistics.fmean(differences), stats.sem(differences)
+        low, high = stats.t.interval(0.95, SEEDS - 1, loc=mean, scale=sem) if sem > 0 else (mean, mean)
+        assert claim["ci95"] == pytest.approx([low, high])
+        assert claim["verdict"] == ("appears" if low > 0 else "reversed" if high < 0 else "inconclusive")
+        assert {"better", "worse", "difference", "ci95"} <= set(claim)
 
 
 def test_conditions_trained_as_specified(out_dir):

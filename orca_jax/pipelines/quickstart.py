@@ -31,15 +31,21 @@ QuickstartConfig = exp.ExperimentConfig
 PRESETS = {
     "full": QuickstartConfig(),
     # For CI: the same pipeline, small enough for a test of a few minutes.
-    "ci": QuickstartConfig(assistant_per_family=24, strong_per_family=12, eval_per_family=4, stage_steps=(6, 6),
-                           batch_size=4, vocab_size=600, hidden_size=32, num_layers=1, max_new_tokens=160),
+    "ci": QuickstartConfig(assistant_per_family=24, strong_per_family=12, eval_per_family=4, stage_steps=(4, 6),
+                           batch_size=4, sequence_length=512, vocab_size=400, hidden_size=32, num_layers=1,
+                           max_new_tokens=48, eval_every_steps=5, curve_per_family=2),
 }
 STUDENT, SHALLOW = "explanation tuning (progressive, prompts erased)", "shallow imitation (answers only)"
+RUNS = {"student": STUDENT, "shallow": SHALLOW}
+SPLITS = {"in_distribution": exp.IN_DISTRIBUTION_DATA, "held_out": exp.HELD_OUT_DATA}
+# eval/<run>/ for the held-out set, eval/<run>_in_distribution/ for the headline set
+SUFFIX = {"in_distribution": "_in_distribution", "held_out": ""}
 
 
 def run_quickstart(out_dir: str, cfg: QuickstartConfig = PRESETS["full"], log=print) -> dict:
     """Runs every step into `out_dir`; returns what it writes to results.json."""
-    from orca_jax.pipelines.report import accuracy_table, plot_curves, read_scalars
+    from orca_jax.pipelines.report import accuracy_table, plot_training, read_scalars
+    from orca_jax.synthetic.families import CONTROL, SERIAL
 
     os.makedirs(out_dir, exist_ok=True)
     seconds, start = {}, time.perf_counter()
@@ -54,6 +60,9 @@ def run_quickstart(out_dir: str, cfg: QuickstartConfig = PRESETS["full"], log=pr
     traces = timed("traces", lambda: exp.write_traces(out_dir, exp.trace_sets(cfg)))
     tokenizer = timed("tokenizer", exp.train_tokenizer, out_dir, cfg)
     caches = timed("prepare", exp.prepare_tasks, out_dir, cfg, [f"traces_{stem}" for stem in traces])
+    # before training: the in-distribution set also serves the accuracy curves
+    example_sets = {"in_distribution": exp.in_distribution_examples(out_dir, cfg),
+                    "held_out": exp.held_out_examples(out_dir, cfg)}
     model = exp.student_config(cfg, tokenizer.vocab_size)
     first, second = cfg.stage_steps
     runs = {
@@ -61,69 +70,98 @@ def run_quickstart(out_dir: str, cfg: QuickstartConfig = PRESETS["full"], log=pr
                     exp.stage(cfg, "strong", "traces_strong_orca2", second)],
         "shallow": [exp.stage(cfg, "answers_only", "traces_answers_only", first + second)],
     }
-    training = timed("train", lambda: {name: exp.train_run(out_dir, cfg, name, stages, model)
+    periodic = exp.curve_eval(out_dir, cfg)
+    training = timed("train", lambda: {name: exp.train_run(out_dir, cfg, name, stages, model, periodic_eval=periodic)
                                        for name, stages in runs.items()})
-    example_sets = {"held_out": exp.held_out_examples(out_dir, cfg),
-                    "in_distribution": exp.in_distribution_examples(out_dir, cfg)}
-    # eval/<run>/ for the held-out set (the table's), eval/<run>_in_distribution/ for the other
-    suffix = {"held_out": "", "in_distribution": "_in_distribution"}
     evaluation = timed("evaluate", lambda: {
-        split: {name: exp.evaluate_run(out_dir, cfg, name, examples, name + suffix[split]) for name in runs}
+        split: {name: exp.evaluate_run(out_dir, cfg, name, examples, name + SUFFIX[split]) for name in runs}
         for split, examples in example_sets.items()})
     seconds["total"] = round(time.perf_counter() - start, 1)
 
-    columns = {split: {SHALLOW: exp.accuracies(by_run["shallow"]), STUDENT: exp.accuracies(by_run["student"])}
+    columns = {split: {RUNS[name]: exp.accuracies(by_run[name]) for name in ("shallow", "student")}
                for split, by_run in evaluation.items()}
-    curves = {name: read_scalars(os.path.join(out_dir, "runs", name, "tensorboard")) for name in runs}
-    plot_curves(curves, os.path.join(out_dir, "training_curves.png"),
-                boundaries={name: s["stage_ends"][:-1] for name, s in training.items()})
+    headline = columns["in_distribution"]
+    gains = {task: headline[STUDENT][task] - headline[SHALLOW][task] for task in headline[STUDENT]}
+    curves = {name: exp.read_curve(out_dir, name) for name in runs}
+    plot_training({name: read_scalars(os.path.join(out_dir, "runs", name, "tensorboard")) for name in runs}, curves,
+                  os.path.join(out_dir, "training_curves.png"),
+                  boundaries={name: s["stage_ends"][:-1] for name, s in training.items()},
+                  loss_labels={"student": "student (explanation tokens)", "shallow": "shallow (answer tokens)"})
     results = {
         "config": dataclasses.asdict(cfg),
         "machine": exp.machine(),
         "seconds": seconds,
+        "families": {"serial": list(SERIAL), "control": list(CONTROL)},
         "traces": traces,
         "caches": {task: {k: meta[k] for k in ("num_examples", "num_tokens", "num_loss_tokens", "skipped")}
                    for task, meta in caches.items()},
         "training": {name: {k: s[k] for k in ("final_step", "final_loss", "tokens_seen", "wall_seconds",
                                               "params_sha256", "stage_ends")} for name, s in training.items()},
+        "in_distribution_accuracy": headline,
         "held_out_accuracy": columns["held_out"],
-        "in_distribution_accuracy": columns["in_distribution"],
-        "format_ok": {name: exp.accuracies(evaluation["held_out"][name], "format_ok") for name in runs},
-        "student_beats_shallow": columns["held_out"][STUDENT]["average"] > columns["held_out"][SHALLOW]["average"],
+        "gain_in_distribution": gains,
+        "format_ok": {split: {name: exp.accuracies(by_run[name], "format_ok") for name in runs}
+                      for split, by_run in evaluation.items()},
+        "step_diagnostics": {split: {name: exp.step_summary(out_dir, name + SUFFIX[split], SPLITS[split])
+                                     for name in runs} for split in evaluation},
+        "eval_curves": curves,
+        "student_beats_shallow": headline[STUDENT]["average"] > headline[SHALLOW]["average"],
     }
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
-    table, in_distribution_table = accuracy_table(columns["held_out"]), accuracy_table(columns["in_distribution"])
+    tables = {split: accuracy_table(columns[split]) for split in columns}
     with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(_markdown(results, table, in_distribution_table))
-    log(table)
+        f.write(_markdown(results, tables))
+    log("Accuracy (%) on new instances at the training difficulty (the headline):\n" + tables["in_distribution"])
+    log(f"Results: {os.path.join(out_dir, 'results.md')}")
     return results
 
 
-def _markdown(results: dict, table: str, in_distribution_table: str) -> str:
+def _step_table(diagnostics: dict[str, dict]) -> str:
+    """The student's explanations scored step by step, one row per family."""
+    lines = ["| task | explained | all steps right | first error: copy | compute | missing | extra |",
+             "|---|---|---|---|---|---|---|"]
+    for task, d in diagnostics.items():
+        errors = d["first_error"]
+        lines.append(f"| {task} | {d['explained']:.0f} | {d['all_steps_right']:.0f} | {errors['copy']:.0f} | "
+                     f"{errors['compute']:.0f} | {errors['missing']:.0f} | {errors['extra']:.0f} |")
+    return "\n".join(lines)
+
+
+def _markdown(results: dict, tables: dict[str, str]) -> str:
     cfg, seconds, machine = results["config"], results["seconds"], results["machine"]
     verdict = "beats" if results["student_beats_shallow"] else "does NOT beat"
+    families = results["families"]
     teacher_lines = "\n".join(f"- `{stem}`: {s['traces']} traces, teacher accuracy {s['teacher_accuracy']:.1f}%"
                               for stem, s in results["traces"].items())
     return f"""# Quickstart results
 
-Held-out accuracy (%) on {cfg['eval_per_family']} instances per task family, harder than any
-training instance (more steps, longer numbers), answered zero-shot under Orca 2's cautious
-system message and scored with BIG-Bench Hard's answer extraction. The explanation-tuned
-student {verdict} the shallow-imitation baseline on average.
+Accuracy (%) on {cfg['eval_per_family']} new instances per task family at the training difficulty
+(no prompt of them in any trace), answered zero-shot under Orca 2's cautious system message
+and scored with BIG-Bench Hard's answer extraction. Serial families (steps expected to help):
+{', '.join(families['serial'])}; control (no gain expected): {', '.join(families['control'])}. The
+explanation-tuned student {verdict} the shallow-imitation baseline on average.
 
-{table}
+{tables['in_distribution']}
 
-For comparison, new instances at the training difficulty (no prompt of them in any trace):
+Harder instances (longer than any trained on: length generalisation, which neither is expected to have):
 
-{in_distribution_table}
+{tables['held_out']}
+
+The student's explanations on the first table's instances, scored step by step against the strong
+teacher's (% of instances; "first error" classes the first wrong step: a wrong operand copied from
+the question, a wrong result, steps missing, or steps beyond the last):
+
+{_step_table(results['step_diagnostics']['in_distribution']['student'])}
 
 Traces:
 {teacher_lines}
 
 Student: {cfg['num_layers']} layers, hidden {cfg['hidden_size']}, vocabulary {cfg['vocab_size']}, trained from
 scratch for {cfg['stage_steps'][0]} + {cfg['stage_steps'][1]} steps of {cfg['batch_size']} x {cfg['sequence_length']}
-packed tokens; the baseline for {sum(cfg['stage_steps'])} steps on the same questions.
+packed tokens; the baseline for {sum(cfg['stage_steps'])} steps on the same questions. Accuracy during
+training (first {cfg['curve_per_family']} instances per family, every {cfg['eval_every_steps']} steps) is in
+training_curves.png and results.json (`eval_curves`).
 
 Time: {seconds['total']} s in total ({', '.join(f'{k} {v} s' for k, v in seconds.items() if k != 'total')})
 on {machine['processor']}, {machine['cpu_count']} CPUs visible, JAX backend {machine['jax_backend']}.

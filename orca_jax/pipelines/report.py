@@ -22,27 +22,38 @@ def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(points.items()) for tag, points in scalars.items()}
 
 
-def plot_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], path: str,
-                tags: tuple[str, ...] = ("loss", "learning_rate"), boundaries: dict[str, list[int]] | None = None) -> None:
-    """One panel per tag, one line per run; dotted lines mark curriculum stage boundaries."""
+def plot_training(scalars: dict[str, dict[str, list[tuple[int, float]]]], curves: dict[str, list[dict]], path: str,
+                  boundaries: dict[str, list[int]] | None = None, loss_labels: dict[str, str] | None = None) -> None:
+    """Two panels: each run's training loss (from TensorBoard scalars), and its accuracy during
+    training (`curves`: `{"step", "bbh/average", "bbh/<task>"}` per evaluation; the average
+    solid, each task thin). Dotted lines mark curriculum stage boundaries."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tags), figsize=(5 * len(tags), 3.5), squeeze=False)
-    for ax, tag in zip(axes[0], tags):
-        for run, scalars in runs.items():
-            if tag in scalars:
-                steps, values = zip(*scalars[tag])
-                ax.plot(steps, values, label=run)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for run in scalars:
+        points = scalars[run].get("loss", [])
+        if points:
+            line, = ax_loss.plot(*zip(*points), label=(loss_labels or {}).get(run, run))
+        color = line.get_color() if points else None
+        curve = curves.get(run, [])
+        if curve:
+            steps = [c["step"] for c in curve]
+            ax_acc.plot(steps, [c["bbh/average"] for c in curve], marker="o", color=color, label=f"{run}: average")
+            for task in sorted(k for k in curve[0] if k.startswith("bbh/") and k != "bbh/average"):
+                ax_acc.plot(steps, [c[task] for c in curve], linewidth=0.8, alpha=0.5, color=color)
+        for ax in (ax_loss, ax_acc):
             for step in (boundaries or {}).get(run, []):
-                ax.axvline(step, linestyle=":", color="grey")
-        ax.set_title(tag)
-        ax.set_xlabel("step")
-        if tag == "loss":
-            ax.set_yscale("log")
-        ax.legend()
+                ax.axvline(step, linestyle=":", color=color or "grey")
+    ax_loss.set(title="training loss (dotted: stage boundary)", xlabel="step", ylabel="loss on trained tokens",
+                yscale="log")
+    ax_acc.set(title="accuracy during training (thin: each family)", xlabel="step", ylabel="accuracy (%)",
+               ylim=(-2, 102))
+    for ax in (ax_loss, ax_acc):
+        if ax.lines:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,8 +1,8 @@
 """The papers' ablations in miniature, on the synthetic world, over several seeds.
 
 Conditions (every one trains the same student from scratch for the same number of
-steps and is evaluated on held-out, harder instances under Orca 2's cautious system
-message, as Orca 2 evaluates):
+steps and is evaluated under Orca 2's cautious system message, as Orca 2 evaluates, on new
+instances at the training difficulty, the headline, and on harder held-out ones):
 
 - shallow: answers only (imitating style, not reasoning);
 - progressive: teacher-assistant traces, then strong-teacher traces, strategy
@@ -17,7 +17,10 @@ project's option):
 - distilled: `progressive`, with cross-entropy mixed with forward KL to large_teacher's
   logits on the same tokens (online distillation).
 
-Each seed changes the instances, the teacher assistant's slips and the initialisation.
+Each seed changes the instances, the teacher assistant's slips and the initialisation;
+within a seed every condition shares them, so each claim is judged on its per-seed paired
+differences (`paired_statistics`): "appears" only when their 95% t interval excludes 0 in
+the paper's direction.
 """
 
 from __future__ import annotations
@@ -34,21 +37,25 @@ SUITES = {
     "mini": exp.ExperimentConfig(),
     # For CI: the same suite at a size a test can afford.
     "ci": exp.ExperimentConfig(assistant_per_family=16, strong_per_family=8, eval_per_family=3, stage_steps=(3, 3),
-                               batch_size=4, vocab_size=600, hidden_size=32, num_layers=1, max_new_tokens=96,
-                               teacher_hidden_size=48, teacher_num_layers=2),
+                               batch_size=4, sequence_length=512, vocab_size=400, hidden_size=32, num_layers=1,
+                               max_new_tokens=48, teacher_hidden_size=48, teacher_num_layers=2, eval_every_steps=0),
 }
 CONDITIONS = ("shallow", "progressive", "strong_only", "mixed", "prompts_kept")
 DISTILL_CONDITIONS = ("large_teacher", "distilled")
 MIXED = "mixed_assistant_strong"
-# (claim, paper, better condition, worse condition)
+SPLITS = {"in_distribution": exp.IN_DISTRIBUTION_DATA, "held_out": exp.HELD_OUT_DATA}
+BY_CONSTRUCTION, OPEN = "expected by construction", "open question"
+# (claim, paper, better condition, worse condition, status before measuring)
 CLAIMS = (
-    ("explanation tuning beats shallow imitation", "Orca 1", "progressive", "shallow"),
-    ("progressive learning (assistant first) beats strong-teacher data alone", "Orca 1", "progressive", "strong_only"),
-    ("progressive learning beats mixing both teachers' data", "Orca 1", "progressive", "mixed"),
-    ("prompt erasing beats keeping strategy prompts (generic prompt at test)", "Orca 2", "progressive", "prompts_kept"),
+    ("explanation tuning beats shallow imitation", "Orca 1", "progressive", "shallow", BY_CONSTRUCTION),
+    ("progressive learning (assistant first) beats strong-teacher data alone", "Orca 1", "progressive", "strong_only",
+     OPEN),
+    ("progressive learning beats mixing both teachers' data", "Orca 1", "progressive", "mixed", OPEN),
+    ("prompt erasing beats keeping strategy prompts (generic prompt at test)", "Orca 2", "progressive", "prompts_kept",
+     OPEN),
 )
 DISTILL_CLAIM = ("logit distillation from a larger local teacher adds to explanation tuning", "neither (option)",
-                 "distilled", "progressive")
+                 "distilled", "progressive", OPEN)
 
 
 def _stages(cfg: exp.ExperimentConfig, condition: str) -> list:
@@ -71,12 +78,13 @@ def conditions(distill: bool) -> tuple[str, ...]:
     return CONDITIONS + (DISTILL_CONDITIONS if distill else ())
 
 
-def claims(distill: bool) -> tuple[tuple[str, str, str, str], ...]:
+def claims(distill: bool) -> tuple[tuple[str, str, str, str, str], ...]:
     return CLAIMS + ((DISTILL_CLAIM,) if distill else ())
 
 
-def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print, distill: bool = False) -> dict[str, dict[str, float]]:
-    """All conditions for one seed in `out_dir`; condition -> held-out accuracies. The
+def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print,
+             distill: bool = False) -> dict[str, dict[str, dict[str, float]]]:
+    """All conditions for one seed in `out_dir`; condition -> split -> accuracies. The
     large teacher trains before the student distilled from it."""
     traces = exp.trace_sets(cfg)
     # The same strong traces under a task whose prompts are not erased.
@@ -89,12 +97,16 @@ def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print, distill: bool =
     model = exp.student_config(cfg, tokenizer.vocab_size)
     runs = {"large_teacher": dict(model=exp.teacher_config(cfg, tokenizer.vocab_size)),
             "distilled": dict(model=model, loss=exp.distillation_loss(cfg), teacher="large_teacher")}
-    examples = exp.held_out_examples(out_dir, cfg)
+    examples = {"in_distribution": exp.in_distribution_examples(out_dir, cfg), "held_out": exp.held_out_examples(out_dir, cfg)}
+    periodic = exp.curve_eval(out_dir, cfg)
     results = {}
     for condition in conditions(distill):
         log(f"[reproduce] seed {cfg.seed}: {condition}")
-        exp.train_run(out_dir, cfg, condition, _stages(cfg, condition), **runs.get(condition, dict(model=model)))
-        results[condition] = exp.accuracies(exp.evaluate_run(out_dir, cfg, condition, examples))
+        exp.train_run(out_dir, cfg, condition, _stages(cfg, condition), periodic_eval=periodic,
+                      **runs.get(condition, dict(model=model)))
+        results[condition] = {split: exp.accuracies(exp.evaluate_run(out_dir, cfg, condition, examples[split],
+                                                                     f"{condition}/{split}"))
+                              for split in SPLITS}
     return results
 
 
@@ -103,7 +115,7 @@ def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 3, distill: bool = False, log=print) -> dict:
+def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 5, distill: bool = False, log=print) -> dict:
     from orca_jax.pipelines.report import plot_bars
 
     if suite not in SUITES:
@@ -113,9 +125,10 @@ def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 3, distill: bo
     for seed in range(seeds):
         cfg = dataclasses.replace(base, seed=seed)
         per_seed[seed] = run_seed(os.path.join(out_dir, f"seed_{seed}"), cfg, log, distill)
-    tasks = list(per_seed[0]["shallow"])
-    summary = {c: {t: mean_std([per_seed[s][c][t] for s in per_seed]) for t in tasks} for c in conditions(distill)}
-    verdicts = [_claim(summary, seeds, *claim) for claim in claims(distill)]
+    tasks = list(per_seed[0]["shallow"]["in_distribution"])
+    summary = {split: {c: {t: mean_std([per_seed[s][c][split][t] for s in per_seed]) for t in tasks}
+                       for c in conditions(distill)} for split in SPLITS}
+    verdicts = [_claim(per_seed, *claim) for claim in claims(distill)]
     results = {"suite": suite, "seeds": seeds, "distill": distill, "config": dataclasses.asdict(base),
                "machine": exp.machine(), "seconds": round(time.perf_counter() - start, 1), "per_seed": per_seed,
                "summary": summary, "claims": verdicts}
@@ -123,23 +136,21 @@ def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 3, distill: bo
         json.dump(results, f, indent=2)
     with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
         f.write(_markdown(results, tasks))
-    plot_bars({c: summary[c]["average"] for c in summary}, os.path.join(out_dir, "ablations.png"),
-              title=f"held-out accuracy (%), mean and std over {seeds} seeds")
-    log(_table(summary, tasks))
+    plot_bars({c: summary["in_distribution"][c]["average"] for c in summary["in_distribution"]},
+              os.path.join(out_dir, "ablations.png"),
+              title=f"accuracy at the training difficulty (%), mean and std over {seeds} seeds")
+    log(_table(summary["in_distribution"], tasks))
     return results
 
 
-def _claim(summary: dict, seeds: int, text: str, paper: str, better: str, worse: str) -> dict:
-    a, b = summary[better]["average"], summary[worse]["average"]
-    difference = a["mean"] - b["mean"]
-    if seeds > 1 and difference > a["std"] + b["std"]:
-        verdict = "appears"
-    elif difference > 0:
-        verdict = "same direction, within seed noise" if seeds > 1 else "same direction, one seed (no spread)"
-    else:
-        verdict = "does not appear"
-    return {"claim": text, "paper": paper, "better": better, "worse": worse, "difference": difference,
-            "verdict": verdict}
+def _claim(per_seed: dict, text: str, paper: str, better: str, worse: str, status: str) -> dict:
+    """The claim judged on the headline (in-distribution) average, paired by seed."""
+    from orca_jax.pipelines.paired_statistics import paired_difference, verdict
+
+    values = {c: [per_seed[s][c]["in_distribution"]["average"] for s in sorted(per_seed)] for c in (better, worse)}
+    paired = paired_difference(values[better], values[worse])
+    return {"claim": text, "paper": paper, "better": better, "worse": worse, "status": status, **paired,
+            "verdict": verdict(paired["ci95"])}
 
 
 def _table(summary: dict, tasks: list[str]) -> str:
@@ -163,23 +174,35 @@ logits (temperature {cfg['kd_temperature']:g})."""
 
 def _markdown(results: dict, tasks: list[str]) -> str:
     cfg, machine = results["config"], results["machine"]
-    claim_rows = "\n".join(f"| {c['claim']} | {c['paper']} | {c['difference']:+.1f} | {c['verdict']} |"
-                           for c in results["claims"])
+
+    def interval(c):
+        return "n/a (one seed)" if c["ci95"] is None else f"[{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}]"
+
+    claim_rows = "\n".join(f"| {c['claim']} | {c['paper']} | {c['status']} | {c['difference']:+.1f} | {interval(c)} | "
+                           f"{c['verdict']} |" for c in results["claims"])
     return f"""# Mini reproduction ({results['suite']})
 
-Held-out accuracy (%), mean ± standard deviation over seeds ({results['seeds']}); held-out
-instances are harder than any training instance and are answered under Orca 2's cautious
-system message. Every condition trains the same student ({cfg['num_layers']} layers, hidden
+Accuracy (%), mean ± standard deviation over {results['seeds']} seeds, answered under Orca 2's
+cautious system message. Every condition trains the same student ({cfg['num_layers']} layers, hidden
 {cfg['hidden_size']}) from scratch for {sum(cfg['stage_steps'])} steps of {cfg['batch_size']} x
 {cfg['sequence_length']} packed tokens.{_distill_note(results)}
 
-{_table(results['summary'], tasks)}
+New instances at the training difficulty (the headline):
 
-| paper's claim | paper | difference (points) | here |
-|---|---|---|---|
+{_table(results['summary']['in_distribution'], tasks)}
+
+Harder instances (length generalisation):
+
+{_table(results['summary']['held_out'], tasks)}
+
+Claims, judged on the headline average: the mean of the per-seed paired differences (better -
+worse, both conditions sharing the seed's data and initialisation) and its 95% t interval.
+"appears": the interval excludes 0 in the paper's direction; "reversed": it excludes 0 the
+other way; otherwise "inconclusive".
+
+| paper's claim | paper | before measuring | difference (points) | 95% CI | here |
+|---|---|---|---|---|---|
 {claim_rows}
-
-"appears": over two or more seeds, the mean difference exceeds the sum of both standard deviations.
 
 Time: {results['seconds']} s on {machine['processor']}, {machine['cpu_count']} CPUs visible,
 JAX backend {machine['jax_backend']}.

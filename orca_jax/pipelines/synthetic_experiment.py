@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 
 from orca_jax.data.system_messages import CAUTIOUS_SYSTEM_MESSAGE
@@ -24,19 +25,22 @@ from orca_jax.synthetic.teachers import strong_teacher, teacher_assistant
 # tokenization (Orca 2's prompt erasing; the baseline's empty message likewise, so
 # every model is evaluated under the system message it was trained with).
 ERASED = ("strong_orca2", "answers_only")
+# The evaluation sets, in BBH's layout, each with its reference steps
+HELD_OUT_DATA = os.path.join("eval", "data")
+IN_DISTRIBUTION_DATA = os.path.join("eval", "data_in_distribution")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    assistant_per_family: int = 300  # stage 1: teacher-assistant traces per family
-    strong_per_family: int = 150  # stage 2: strong-teacher traces per family
+    assistant_per_family: int = 1000  # stage 1: teacher-assistant traces per family
+    strong_per_family: int = 2000  # stage 2: strong-teacher traces per family
     assistant_error_rate: float = 0.2
-    eval_per_family: int = 40  # held-out (harder) instances per family
-    stage_steps: tuple[int, int] = (120, 120)  # single-stage runs train for their sum
-    batch_size: int = 16
-    sequence_length: int = 256  # every training trace fits; packing fills the rows
-    vocab_size: int = 1024
-    hidden_size: int = 96
+    eval_per_family: int = 50  # instances per family in each evaluation set
+    stage_steps: tuple[int, int] = (150, 450)  # single-stage runs train for their sum
+    batch_size: int = 8
+    sequence_length: int = 512  # packing fills rows with 2-4 traces
+    vocab_size: int = 512
+    hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 4
     # The larger local teacher of the reproduction's optional logit-distillation condition
@@ -44,10 +48,14 @@ class ExperimentConfig:
     teacher_num_layers: int = 4
     kd_alpha: float = 0.5
     kd_temperature: float = 1.0
-    peak_lr: float = 3e-3
-    warmup_steps: int = 20
-    max_new_tokens: int = 320
-    eval_batch_size: int = 64
+    peak_lr: float = 2e-3
+    warmup_steps: int = 30
+    max_new_tokens: int = 128
+    eval_batch_size: int = 100
+    # Accuracy during training: the first curve_per_family in-distribution instances per
+    # family, every eval_every_steps steps (0: no curve)
+    eval_every_steps: int = 100
+    curve_per_family: int = 10
     seed: int = 0
 
 
@@ -146,11 +154,32 @@ def stage(cfg: ExperimentConfig, name: str, task: str, steps: int):
                  final_lr_fraction=0.1)
 
 
+def curve_eval(out_dir: str, cfg: ExperimentConfig):
+    """The trainer's periodic evaluation on the in-distribution set (`in_distribution_examples`
+    writes it), under the evaluation's system message; None when `eval_every_steps` is 0."""
+    from orca_jax.evaluation.periodic import PeriodicEval
+
+    if not cfg.eval_every_steps:
+        return None
+    return PeriodicEval(every_steps=cfg.eval_every_steps, data_dir=os.path.join(out_dir, IN_DISTRIBUTION_DATA),
+                        max_per_task=cfg.curve_per_family, system="cautious", batch_size=cfg.eval_batch_size,
+                        max_new_tokens=cfg.max_new_tokens)
+
+
+def read_curve(out_dir: str, name: str) -> list[dict]:
+    """runs/<name>'s evaluations during training: `{"step", "bbh/average", "bbh/<task>"}` each."""
+    path = os.path.join(out_dir, "runs", name, "eval", "curve.jsonl")
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
 def train_run(out_dir: str, cfg: ExperimentConfig, name: str, stages: list, model, loss=None,
-              teacher: str | None = None) -> dict:
+              teacher: str | None = None, periodic_eval=None) -> dict:
     """Trains runs/<name> through `stages` from scratch (with `loss`, distilling from
-    runs/<teacher> when given); returns the trainer's summary plus `stage_ends` (the last
-    step of each stage)."""
+    runs/<teacher> when given; evaluating as `periodic_eval` says); returns the trainer's
+    summary plus `stage_ends` (the last step of each stage)."""
     from orca_jax.train.curriculum import data_loader, train
 
     from orca_jax.errors import UserError
@@ -160,7 +189,7 @@ def train_run(out_dir: str, cfg: ExperimentConfig, name: str, stages: list, mode
                     batch_size=cfg.batch_size, stages=stages, seed=cfg.seed,
                     loader_fn=functools.partial(data_loader, cache_root=os.path.join(out_dir, "cache")),
                     tokenizer_path=os.path.join(out_dir, "tokenizer"), loss=loss,
-                    teacher_path=teacher and os.path.join(out_dir, "runs", teacher))
+                    teacher_path=teacher and os.path.join(out_dir, "runs", teacher), periodic_eval=periodic_eval)
     if summary.get("preempted"):  # the trainer checkpointed and returned early
         raise UserError(f"run {name} stopped by SIGTERM at step {summary['final_step']} (checkpoint in {model_dir})")
     summary["stage_ends"] = [s["final_step"] for s in summary["stages"]]
@@ -170,7 +199,7 @@ def train_run(out_dir: str, cfg: ExperimentConfig, name: str, stages: list, mode
 def held_out_examples(out_dir: str, cfg: ExperimentConfig) -> list:
     """Held-out instances (the test split: harder than any training instance), written in
     BBH's layout under eval/data and read back with the BBH reader."""
-    return _bbh_examples(os.path.join(out_dir, "eval", "data"), "test", cfg.eval_per_family, cfg.seed * 1000 + 100)
+    return _bbh_examples(os.path.join(out_dir, HELD_OUT_DATA), "test", cfg.eval_per_family, cfg.seed * 1000 + 100)
 
 
 def in_distribution_examples(out_dir: str, cfg: ExperimentConfig) -> list:
@@ -183,7 +212,7 @@ def in_distribution_examples(out_dir: str, cfg: ExperimentConfig) -> list:
 
     folder = os.path.join(out_dir, "traces")
     seen = {t.turns[0]["content"] for name in os.listdir(folder) for t in read_traces(os.path.join(folder, name))}
-    return _bbh_examples(os.path.join(out_dir, "eval", "data_in_distribution"), "train", cfg.eval_per_family,
+    return _bbh_examples(os.path.join(out_dir, IN_DISTRIBUTION_DATA), "train", cfg.eval_per_family,
                          cfg.seed * 1000 + 200, keep=lambda x: user_message(eval_example(x)) not in seen)
 
 
@@ -212,6 +241,16 @@ def evaluate_run(out_dir: str, cfg: ExperimentConfig, name: str, examples: list,
     write_predictions(os.path.join(folder, "predictions.jsonl"), records)
     write_summary(folder, summary)
     return summary["bbh"]
+
+
+def step_summary(out_dir: str, folder: str, data: str) -> dict[str, dict]:
+    """Step diagnostics (`step_diagnostics.summarize_steps`) of eval/<folder>'s predictions
+    against the reference steps of the evaluation set under `data`."""
+    from orca_jax.evaluation.scoring import read_predictions
+    from orca_jax.synthetic.step_diagnostics import summarize_steps
+
+    records = read_predictions(os.path.join(out_dir, "eval", folder, "predictions.jsonl"))
+    return summarize_steps(records, os.path.join(out_dir, data))
 
 
 def accuracies(bbh_summary: dict, field: str = "accuracy") -> dict[str, float]:

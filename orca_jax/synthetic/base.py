@@ -1,10 +1,16 @@
 """What every synthetic task family provides, and how instances are drawn from a seed.
 
 A family samples an `Instance` at a difficulty level and solves it as a list of
-`Step`s. Each step has a full wording (the strong teacher's) and a brief one (the
-teacher assistant's). A solver can be told to slip at one step: it then corrupts
-that step's intermediate result and carries the mistake forward, which is how an
-imperfect teacher produces a wrong but plausible explanation.
+`Step`s. Every family is a chain of moves, each written `operand>result`: the operand
+stands right before the state it produces, and the state a move works on is the line
+above, so no step has to fetch a token by its absolute position in the prompt
+(see ../shared/notes/miniature_literature.md: index hints, position coupling). The
+strong teacher writes every step; the teacher assistant's brief version merges each
+pair of moves into one (`operand operand>result`), skipping the state between them.
+
+A solver can be told to slip at one step: it then corrupts that step's result and
+carries the mistake forward, which is how an imperfect teacher produces a wrong but
+plausible explanation.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ import random
 from typing import Protocol
 
 # Split -> which difficulty levels it draws from. Held-out instances are harder than
-# anything seen in training (more operations, longer numbers, more words or swaps),
-# so the families' level ranges never overlap between the two splits.
+# anything seen in training (more swaps, operations, bits or digits), so the families'
+# level ranges never overlap between the two splits.
 SPLITS = ("train", "test")
 
 
@@ -32,8 +38,24 @@ class Instance:
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    full: str
-    brief: str
+    full: str  # the strong teacher's line, `operand>result`
+    brief: str  # the assistant's, "" where it skips this step's state
+    copied: str  # the operand when it is copied from the question, else "" (the step is all computation)
+
+
+def chained_steps(moves: list[tuple[str, str]], operands_from_question: bool) -> tuple[Step, ...]:
+    """Steps from (operand, result) moves. The brief line of every second move carries
+    both moves' operands and only the later result; the odd one out at the end stands alone."""
+    steps = []
+    for i, (operand, result) in enumerate(moves):
+        if i % 2 == 0 and i + 1 < len(moves):
+            brief = ""
+        elif i % 2 == 1:
+            brief = f"{moves[i - 1][0]}{operand}>{result}"
+        else:
+            brief = f"{operand}>{result}"
+        steps.append(Step(f"{operand}>{result}", brief, operand if operands_from_question else ""))
+    return tuple(steps)
 
 
 @dataclasses.dataclass(frozen=True)

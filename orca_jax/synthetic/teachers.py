@@ -1,8 +1,9 @@
 """Programmatic teachers: they answer synthetic instances in a chosen strategy.
 
 Two qualities play the roles Orca gives ChatGPT and GPT-4:
-- the teacher assistant writes brief explanations and slips at a configurable
-  rate (a wrong step whose error is carried to the final answer);
+- the teacher assistant writes brief explanations (every other intermediate state
+  skipped, on one line) and slips at a configurable rate (a wrong step whose error is
+  carried to the final answer);
 - the strong teacher writes complete, correct explanations.
 
 Every response ends "... the answer is X." so BBH-style extraction finds X.
@@ -18,16 +19,15 @@ from orca_jax.synthetic.base import Family, Instance, Solution, instance_rng
 DIRECT, STEP_BY_STEP, EXPLAIN_THEN_ANSWER = "direct", "step-by-step", "explain-then-answer"
 STRATEGIES = (DIRECT, STEP_BY_STEP, EXPLAIN_THEN_ANSWER)
 
-# Orca 2's cautious reasoning: the strategy that suits each family. Precedence-free
-# arithmetic and column addition profit from recalling the method first; state
-# tracking and boolean reduction from plain step-by-step work; sorting a handful
-# of words is short enough to answer directly.
+# Orca 2's cautious reasoning: the strategy the strong teacher is told to use for each
+# family. The two openings differ (a recalled method, or "Let's think step by step"), so
+# a student trained with the strategy prompts kept has to pick the opening from the
+# question alone under the generic message: what prompt erasing is meant to teach.
 CAUTIOUS_STRATEGY = {
-    "multistep_arithmetic": EXPLAIN_THEN_ANSWER,
-    "boolean_expressions": STEP_BY_STEP,
     "tracking_shuffled_objects": STEP_BY_STEP,
-    "multi_digit_addition": EXPLAIN_THEN_ANSWER,
-    "word_sorting": DIRECT,
+    "modular_arithmetic": EXPLAIN_THEN_ANSWER,
+    "running_parity": STEP_BY_STEP,
+    "digit_sorting": EXPLAIN_THEN_ANSWER,
 }
 
 
@@ -66,7 +66,7 @@ class ProgrammaticTeacher:
         if strategy == DIRECT:
             return f"The answer is {solution.answer}."
         if self.brief:
-            work = " ".join(s.brief for s in solution.steps)
+            work = " ".join(s.brief for s in solution.steps if s.brief)
         else:
             work = "\n".join(s.full for s in solution.steps)
         opening = "Let's think step by step." if strategy == STEP_BY_STEP else family.method

@@ -1,8 +1,10 @@
 """A small byte-level BPE tokenizer trained on the synthetic world's texts.
 
-Trained with the `tokenizers` library; digits are always split into single
-tokens so that numbers of any length (held-out numbers are longer than training
-ones) are spelled with tokens the student has seen. ChatML's special tokens are
+Trained with the `tokenizers` library. Only runs of lowercase letters (English words)
+are merged: every other character (digits, capitals, operators, `>`, newlines) is a
+token of its own, so a row `CEADB`, a bit string or a chain `+5*8` is spelled one symbol
+per token and a step can copy or change one symbol at a time, as the literature's
+symbol-level models do; longer held-out instances use only tokens the student has seen. ChatML's special tokens are
 part of the vocabulary, `<|im_end|>` ends a turn, and the Jinja chat template
 renders exactly what the data layer's `chatml` template renders.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from tokenizers import Tokenizer as BackendTokenizer
-from tokenizers import decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 
 from orca_jax.data.chat import CHATML_TOKENS
 from orca_jax.data.tokenizer import Tokenizer
@@ -32,7 +34,7 @@ CHATML_TEMPLATE = (
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Tokenizer:
     backend = BackendTokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Split(Regex("[^a-z ]"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False),
     ])
     backend.decoder = decoders.ByteLevel()
