@@ -52,5 +52,7 @@ def test_inspect_traces_and_packing(out_dir, monkeypatch):
 
 def test_training_curves_and_results(out_dir, monkeypatch):
     notebook = execute("training_curves_and_results.ipynb", out_dir, monkeypatch)
-    assert "| **average** |" in printed(notebook)
+    text = printed(notebook)
+    assert "| **average** |" in text and "first error: copy" in text and "diagnosis:" in text
     assert_png_drawn(os.path.join(out_dir, "notebook_curves_and_accuracy.png"))
+    assert_png_drawn(os.path.join(out_dir, "notebook_step_accuracy.png"))

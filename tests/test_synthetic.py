@@ -26,11 +26,11 @@ def _reference_answer(family: str, question: str) -> str:
             row[i], row[j] = row[j], row[i]
         return "".join(row)
     if family == "modular_arithmetic":
-        start, chain = re.fullmatch(r"Start at (\d) and apply (.+) in turn, keeping only the last digit\. "
+        start, chain = re.fullmatch(r"Start at (\d) and apply (.+) in turn, keeping the remainder by 5\. "
                                     r"What is the result\?", question).groups()
         value = int(start)
         for operation in chain.split():
-            value = eval(f"{value} {operation[0]} {operation[1:]}") % 10
+            value = eval(f"{value} {operation[0]} {operation[1:]}") % 5
         return str(value)
     if family == "running_parity":
         return str(re.search(r"Bits: ([01]+)\.", question).group(1).count("1") % 2)
@@ -59,9 +59,10 @@ def test_arithmetic_explanations_state_only_true_steps():
     for i in range(N):
         inst = make_instance(family, "test", i, seed=1)
         value = int(re.search(r"Start at (\d)", inst.question).group(1))
-        for op, n, result in re.findall(r"^([-+*])(\d)>(\d)$", teacher.respond(family, inst, "step-by-step").text,
-                                        flags=re.MULTILINE):
-            value = eval(f"{value} {op} {n}") % 10
+        for before, op, n, result in re.findall(r"^(\d)([-+*])(\d)>(\d)$",
+                                                teacher.respond(family, inst, "step-by-step").text, flags=re.MULTILINE):
+            assert int(before) == value  # each step restates the value it starts from
+            value = eval(f"{value} {op} {n}") % 5
             assert int(result) == value, inst.question
             checked += 1
     assert checked == N * 6  # held-out chains have six operations, one line each
@@ -77,7 +78,7 @@ def test_every_step_restates_its_operand_next_to_its_result():
         lines = [line for line in strong.respond(family, inst, "step-by-step").text.splitlines() if ">" in line]
         assert lines == [s.full for s in steps]
         for step in steps:
-            assert step.full.startswith(step.copied + ">") if step.copied else ">" in step.full
+            assert step.full.split(">")[0].endswith(step.copied) and ">" in step.full
             if step.copied:
                 assert step.copied in inst.question
 

@@ -34,7 +34,8 @@ import time
 from orca_jax.pipelines import synthetic_experiment as exp
 
 SUITES = {
-    "mini": exp.ExperimentConfig(),
+    # The quickstart's size per condition, without accuracy curves (the quickstart draws them)
+    "mini": exp.ExperimentConfig(eval_every_steps=0),
     # For CI: the same suite at a size a test can afford.
     "ci": exp.ExperimentConfig(assistant_per_family=16, strong_per_family=8, eval_per_family=3, stage_steps=(3, 3),
                                batch_size=4, sequence_length=512, vocab_size=400, hidden_size=32, num_layers=1,

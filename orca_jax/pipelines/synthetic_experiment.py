@@ -32,14 +32,16 @@ IN_DISTRIBUTION_DATA = os.path.join("eval", "data_in_distribution")
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    assistant_per_family: int = 1000  # stage 1: teacher-assistant traces per family
+    assistant_per_family: int = 600  # stage 1: teacher-assistant traces per family
     strong_per_family: int = 2000  # stage 2: strong-teacher traces per family
     assistant_error_rate: float = 0.2
     eval_per_family: int = 50  # instances per family in each evaluation set
-    stage_steps: tuple[int, int] = (150, 450)  # single-stage runs train for their sum
+    # a quarter on the assistant's traces, then the strong teacher's; single-stage runs
+    # train for the sum (chosen from the learning curve: see the README)
+    stage_steps: tuple[int, int] = (250, 750)
     batch_size: int = 8
     sequence_length: int = 512  # packing fills rows with 2-4 traces
-    vocab_size: int = 512
+    vocab_size: int = 1024
     hidden_size: int = 128
     num_layers: int = 2
     num_heads: int = 4
@@ -88,15 +90,18 @@ def write_traces(out_dir: str, traces: dict[str, list]) -> dict[str, dict]:
 
 
 def train_tokenizer(out_dir: str, cfg: ExperimentConfig):
-    """Trains on every trace file read back from traces/; saved to tokenizer/."""
+    """Trains on every trace file read back from traces/, with each system message as training
+    will see it (the cautious message in the erased files), so the merges follow what the
+    student reads; saved to tokenizer/."""
     from orca_jax.data.traces import read_traces
     from orca_jax.synthetic.tokenizer import train_tokenizer as train_bpe
 
-    texts = [CAUTIOUS_SYSTEM_MESSAGE]
+    texts = [CAUTIOUS_SYSTEM_MESSAGE]  # evaluation's message, whatever is erased
     folder = os.path.join(out_dir, "traces")
     for name in sorted(os.listdir(folder)):
+        erased = name.removesuffix(".jsonl") in ERASED
         for trace in read_traces(os.path.join(folder, name)):
-            texts += [trace.system] + [turn["content"] for turn in trace.turns]
+            texts += [CAUTIOUS_SYSTEM_MESSAGE if erased else trace.system] + [turn["content"] for turn in trace.turns]
     tokenizer = train_bpe(texts, cfg.vocab_size)
     tokenizer.save(os.path.join(out_dir, "tokenizer"))
     return tokenizer

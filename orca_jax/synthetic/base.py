@@ -6,7 +6,7 @@ stands right before the state it produces, and the state a move works on is the 
 above, so no step has to fetch a token by its absolute position in the prompt
 (see ../shared/notes/miniature_literature.md: index hints, position coupling). The
 strong teacher writes every step; the teacher assistant's brief version merges each
-pair of moves into one (`operand operand>result`), skipping the state between them.
+pair of moves into one, skipping the state between them.
 
 A solver can be told to slip at one step: it then corrupts that step's result and
 carries the mistake forward, which is how an imperfect teacher produces a wrong but
@@ -40,21 +40,23 @@ class Instance:
 class Step:
     full: str  # the strong teacher's line, `operand>result`
     brief: str  # the assistant's, "" where it skips this step's state
-    copied: str  # the operand when it is copied from the question, else "" (the step is all computation)
+    copied: str  # the part of the operand copied from the question (its end), else "": all computed
 
 
-def chained_steps(moves: list[tuple[str, str]], operands_from_question: bool) -> tuple[Step, ...]:
-    """Steps from (operand, result) moves. The brief line of every second move carries
-    both moves' operands and only the later result; the odd one out at the end stands alone."""
+def chained_steps(moves: list[tuple[str, str]], copied=None) -> tuple[Step, ...]:
+    """Steps from (operand, result) moves; `copied(operand)` gives the part of each operand
+    taken from the question (None: nothing is). The brief line of every second move carries
+    the first move's operand, the second's copied part and only the later result (no
+    intermediate state); the odd one out at the end stands alone."""
     steps = []
     for i, (operand, result) in enumerate(moves):
         if i % 2 == 0 and i + 1 < len(moves):
             brief = ""
         elif i % 2 == 1:
-            brief = f"{moves[i - 1][0]}{operand}>{result}"
+            brief = f"{moves[i - 1][0]}{copied(operand) if copied else operand}>{result}"
         else:
             brief = f"{operand}>{result}"
-        steps.append(Step(f"{operand}>{result}", brief, operand if operands_from_question else ""))
+        steps.append(Step(f"{operand}>{result}", brief, copied(operand) if copied else ""))
     return tuple(steps)
 
 

@@ -29,7 +29,7 @@ class DigitSorting:
             rest = rest.replace(smallest, "", 1)
             taken += smallest
             moves.append((smallest, rest))
-        return Solution(chained_steps(moves, operands_from_question=False), taken + rest)
+        return Solution(chained_steps(moves), taken + rest)
 
     def normalize(self, answer: str) -> str:
         return "".join(answer.split()).rstrip(".")

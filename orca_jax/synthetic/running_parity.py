@@ -25,7 +25,7 @@ class RunningParity:
         for i, bit in enumerate(data["bits"]):
             parity ^= int(bit) ^ (slip_at == i)  # a slip flips the parity, and so the answer
             moves.append((bit, str(parity)))
-        return Solution(chained_steps(moves, operands_from_question=True), str(parity))
+        return Solution(chained_steps(moves, copied=str), str(parity))
 
     def normalize(self, answer: str) -> str:
         return basic_normalize(answer)

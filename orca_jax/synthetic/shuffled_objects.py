@@ -33,7 +33,7 @@ class ShuffledObjects:
                 x, y = rng.sample(range(len(row)), 2)
                 row[x], row[y] = row[y], row[x]
             moves.append((f"{a}{b}", "".join(row)))
-        return Solution(chained_steps(moves, operands_from_question=True), moves[-1][1])
+        return Solution(chained_steps(moves, copied=str), moves[-1][1])
 
     def normalize(self, answer: str) -> str:
         return "".join(answer.split()).rstrip(".").upper()

@@ -4,8 +4,8 @@ student's reasoning first goes wrong and what kind of error it was.
 Every family writes its steps as `operand>result` lines (`base.chained_steps`). A
 prediction's steps are its lines that contain `>`; step k is right when it equals the
 reference's line k. The first wrong step is classed as:
-- "copy": the operand, which the step copies from the question, is wrong;
-- "compute": the operand is right (or the step copies nothing) but the result is wrong;
+- "copy": the part of the operand that the step copies from the question is wrong;
+- "compute": that part is right (or the step copies nothing) but the rest is wrong;
 - "missing": the prediction stops before the reference does;
 - "extra": every reference step is right, but more steps follow.
 
@@ -57,7 +57,7 @@ def diagnose(prediction: str, reference: list[dict]) -> dict:
         kind = "missing"
     else:
         copied = reference[first]["copied"]
-        kind = "copy" if copied and not predicted[first].startswith(copied + ">") else "compute"
+        kind = "copy" if copied and not predicted[first].split(">")[0].endswith(copied) else "compute"
     return {"right": right, "first_error": first, "kind": kind}
 
 
