@@ -30,12 +30,12 @@ def test_each_kind_of_first_error():
     _, _, reference = _swaps()
     lines = [s["line"] for s in reference]
     operand, result = lines[2].split(">")
-    wrong_operand = "99" if operand != "99" else "12"
+    wrong_operand = "XY"
     cases = {
         "copy": lines[:2] + [f"{wrong_operand}>{result}"] + lines[3:],
         "compute": lines[:2] + [f"{operand}>{result[::-1]}"] + lines[3:],
         "missing": lines[:2],
-        "extra": lines + ["12>ABCD"],
+        "extra": lines + ["AB>ABCD"],
     }
     for kind, predicted in cases.items():
         d = diagnose("Let's think step by step.\n" + "\n".join(predicted) + "\nSo the answer is X.", reference)

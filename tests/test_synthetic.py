@@ -18,13 +18,12 @@ N = 150
 def _reference_answer(family: str, question: str) -> str:
     """Solves the question from its text alone, without the family's solver."""
     if family == "tracking_shuffled_objects":
-        cards, swaps = re.fullmatch(r"Cards (\w+) lie in a row\. Swap the cards at positions ([\d ]+) in turn\. "
-                                    r"What is the final row\?", question).groups()
-        row = list(cards)
+        cards, swaps = re.fullmatch(r"Cards (\w+) lie in a row\. Swap the cards ([A-Z ]+) in turn, each pair "
+                                    r"trading places\. What is the final row\?", question).groups()
+        row = cards
         for a, b in swaps.split():
-            i, j = int(a) - 1, int(b) - 1
-            row[i], row[j] = row[j], row[i]
-        return "".join(row)
+            row = row.translate(str.maketrans({a: b, b: a}))
+        return row
     if family == "modular_arithmetic":
         start, chain = re.fullmatch(r"Start at (\d) and apply (.+) in turn, keeping the remainder by 5\. "
                                     r"What is the result\?", question).groups()
