@@ -149,8 +149,8 @@ Harder instances (longer than any trained on: length generalisation, which neith
 {tables['held_out']}
 
 The student's explanations on the first table's instances, scored step by step against the strong
-teacher's (% of instances; "first error" classes the first wrong step: a wrong operand copied from
-the question, a wrong result, steps missing, or steps beyond the last):
+teacher's (% of instances; "first error" classes the first wrong step: its part copied from the
+question wrong, its computed part wrong, steps missing, or steps beyond the last):
 
 {_step_table(results['step_diagnostics']['in_distribution']['student'])}
 
