@@ -37,14 +37,13 @@ PRESETS = {
 }
 STUDENT, SHALLOW = "explanation tuning (progressive, prompts erased)", "shallow imitation (answers only)"
 RUNS = {"student": STUDENT, "shallow": SHALLOW}
-SPLITS = {"in_distribution": exp.IN_DISTRIBUTION_DATA, "held_out": exp.HELD_OUT_DATA}
 # eval/<run>/ for the held-out set, eval/<run>_in_distribution/ for the headline set
 SUFFIX = {"in_distribution": "_in_distribution", "held_out": ""}
 
 
 def run_quickstart(out_dir: str, cfg: QuickstartConfig = PRESETS["full"], log=print) -> dict:
     """Runs every step into `out_dir`; returns what it writes to results.json."""
-    from orca_jax.pipelines.report import accuracy_table, plot_training, read_scalars
+    from orca_jax.pipelines.report import accuracy_table, plot_training, read_scalars, step_table
     from orca_jax.synthetic.families import CONTROL, SERIAL
 
     os.makedirs(out_dir, exist_ok=True)
@@ -60,9 +59,7 @@ def run_quickstart(out_dir: str, cfg: QuickstartConfig = PRESETS["full"], log=pr
     traces = timed("traces", lambda: exp.write_traces(out_dir, exp.trace_sets(cfg)))
     tokenizer = timed("tokenizer", exp.train_tokenizer, out_dir, cfg)
     caches = timed("prepare", exp.prepare_tasks, out_dir, cfg, [f"traces_{stem}" for stem in traces])
-    # before training: the in-distribution set also serves the accuracy curves
-    example_sets = {"in_distribution": exp.in_distribution_examples(out_dir, cfg),
-                    "held_out": exp.held_out_examples(out_dir, cfg)}
+    example_sets = exp.evaluation_examples(out_dir, cfg)
     model = exp.student_config(cfg, tokenizer.vocab_size)
     first, second = cfg.stage_steps
     runs = {
@@ -102,8 +99,8 @@ def run_quickstart(out_dir: str, cfg: QuickstartConfig = PRESETS["full"], log=pr
         "gain_in_distribution": gains,
         "format_ok": {split: {name: exp.accuracies(by_run[name], "format_ok") for name in runs}
                       for split, by_run in evaluation.items()},
-        "step_diagnostics": {split: {name: exp.step_summary(out_dir, name + SUFFIX[split], SPLITS[split])
-                                     for name in runs} for split in evaluation},
+        "step_diagnostics": {split: {name: exp.step_summary(out_dir, name + SUFFIX[split], data)
+                                     for name in runs} for split, data in exp.EVALUATION_SETS.items()},
         "eval_curves": curves,
         "student_beats_shallow": headline[STUDENT]["average"] > headline[SHALLOW]["average"],
     }
@@ -111,24 +108,13 @@ def run_quickstart(out_dir: str, cfg: QuickstartConfig = PRESETS["full"], log=pr
         json.dump(results, f, indent=2)
     tables = {split: accuracy_table(columns[split]) for split in columns}
     with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(_markdown(results, tables))
+        f.write(_markdown(results, tables, step_table(results["step_diagnostics"]["in_distribution"]["student"])))
     log("Accuracy (%) on new instances at the training difficulty (the headline):\n" + tables["in_distribution"])
     log(f"Results: {os.path.join(out_dir, 'results.md')}")
     return results
 
 
-def _step_table(diagnostics: dict[str, dict]) -> str:
-    """The student's explanations scored step by step, one row per family."""
-    lines = ["| task | explained | all steps right | first error: copy | compute | missing | extra |",
-             "|---|---|---|---|---|---|---|"]
-    for task, d in diagnostics.items():
-        errors = d["first_error"]
-        lines.append(f"| {task} | {d['explained']:.0f} | {d['all_steps_right']:.0f} | {errors['copy']:.0f} | "
-                     f"{errors['compute']:.0f} | {errors['missing']:.0f} | {errors['extra']:.0f} |")
-    return "\n".join(lines)
-
-
-def _markdown(results: dict, tables: dict[str, str]) -> str:
+def _markdown(results: dict, tables: dict[str, str], steps: str) -> str:
     cfg, seconds, machine = results["config"], results["seconds"], results["machine"]
     verdict = "beats" if results["student_beats_shallow"] else "does NOT beat"
     families = results["families"]
@@ -152,7 +138,7 @@ The student's explanations on the first table's instances, scored step by step a
 teacher's (% of instances; "first error" classes the first wrong step: its part copied from the
 question wrong, its computed part wrong, steps missing, or steps beyond the last):
 
-{_step_table(results['step_diagnostics']['in_distribution']['student'])}
+{steps}
 
 Traces:
 {teacher_lines}

@@ -1,5 +1,5 @@
 """Reports for pipeline runs: training curves read back from TensorBoard logs, drawn
-as a PNG, and accuracy tables as Markdown."""
+as a PNG, and accuracy and step-diagnostics tables as Markdown."""
 
 from __future__ import annotations
 
@@ -69,6 +69,18 @@ def accuracy_table(columns: dict[str, dict[str, float]], row_label: str = "task"
         cells = [f"{columns[n][task]:.1f}" for n in names]
         label = f"**{task}**" if task == "average" else task
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def step_table(diagnostics: dict[str, dict]) -> str:
+    """Markdown table of step diagnostics (`step_diagnostics.summarize_steps`), one row per task:
+    % of predictions with steps, with every step right, and the kind of their first error."""
+    lines = ["| task | explained | all steps right | first error: copy | compute | missing | extra |",
+             "|---|---|---|---|---|---|---|"]
+    for task, d in diagnostics.items():
+        errors = d["first_error"]
+        lines.append(f"| {task} | {d['explained']:.0f} | {d['all_steps_right']:.0f} | {errors['copy']:.0f} | "
+                     f"{errors['compute']:.0f} | {errors['missing']:.0f} | {errors['extra']:.0f} |")
     return "\n".join(lines)
 
 

@@ -44,7 +44,6 @@ SUITES = {
 CONDITIONS = ("shallow", "progressive", "strong_only", "mixed", "prompts_kept")
 DISTILL_CONDITIONS = ("large_teacher", "distilled")
 MIXED = "mixed_assistant_strong"
-SPLITS = {"in_distribution": exp.IN_DISTRIBUTION_DATA, "held_out": exp.HELD_OUT_DATA}
 BY_CONSTRUCTION, OPEN = "expected by construction", "open question"
 # (claim, paper, better condition, worse condition, status before measuring)
 CLAIMS = (
@@ -98,7 +97,7 @@ def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print,
     model = exp.student_config(cfg, tokenizer.vocab_size)
     runs = {"large_teacher": dict(model=exp.teacher_config(cfg, tokenizer.vocab_size)),
             "distilled": dict(model=model, loss=exp.distillation_loss(cfg), teacher="large_teacher")}
-    examples = {"in_distribution": exp.in_distribution_examples(out_dir, cfg), "held_out": exp.held_out_examples(out_dir, cfg)}
+    examples = exp.evaluation_examples(out_dir, cfg)
     periodic = exp.curve_eval(out_dir, cfg)
     results = {}
     for condition in conditions(distill):
@@ -107,7 +106,7 @@ def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print,
                       **runs.get(condition, dict(model=model)))
         results[condition] = {split: exp.accuracies(exp.evaluate_run(out_dir, cfg, condition, examples[split],
                                                                      f"{condition}/{split}"))
-                              for split in SPLITS}
+                              for split in exp.EVALUATION_SETS}
     return results
 
 
@@ -128,7 +127,7 @@ def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 5, distill: bo
         per_seed[seed] = run_seed(os.path.join(out_dir, f"seed_{seed}"), cfg, log, distill)
     tasks = list(per_seed[0]["shallow"]["in_distribution"])
     summary = {split: {c: {t: mean_std([per_seed[s][c][split][t] for s in per_seed]) for t in tasks}
-                       for c in conditions(distill)} for split in SPLITS}
+                       for c in conditions(distill)} for split in exp.EVALUATION_SETS}
     verdicts = [_claim(per_seed, *claim) for claim in claims(distill)]
     results = {"suite": suite, "seeds": seeds, "distill": distill, "config": dataclasses.asdict(base),
                "machine": exp.machine(), "seconds": round(time.perf_counter() - start, 1), "per_seed": per_seed,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 
 from orca_jax.data.system_messages import CAUTIOUS_SYSTEM_MESSAGE
@@ -25,9 +24,10 @@ from orca_jax.synthetic.teachers import strong_teacher, teacher_assistant
 # tokenization (Orca 2's prompt erasing; the baseline's empty message likewise, so
 # every model is evaluated under the system message it was trained with).
 ERASED = ("strong_orca2", "answers_only")
-# The evaluation sets, in BBH's layout, each with its reference steps
-HELD_OUT_DATA = os.path.join("eval", "data")
+# The evaluation sets, in BBH's layout, each with its reference steps: the headline set first
 IN_DISTRIBUTION_DATA = os.path.join("eval", "data_in_distribution")
+HELD_OUT_DATA = os.path.join("eval", "data")
+EVALUATION_SETS = {"in_distribution": IN_DISTRIBUTION_DATA, "held_out": HELD_OUT_DATA}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,11 +173,10 @@ def curve_eval(out_dir: str, cfg: ExperimentConfig):
 
 def read_curve(out_dir: str, name: str) -> list[dict]:
     """runs/<name>'s evaluations during training: `{"step", "bbh/average", "bbh/<task>"}` each."""
+    from orca_jax.data.jsonl import read_jsonl
+
     path = os.path.join(out_dir, "runs", name, "eval", "curve.jsonl")
-    if not os.path.isfile(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
+    return [record for _, record in read_jsonl(path)] if os.path.isfile(path) else []
 
 
 def train_run(out_dir: str, cfg: ExperimentConfig, name: str, stages: list, model, loss=None,
@@ -219,6 +218,12 @@ def in_distribution_examples(out_dir: str, cfg: ExperimentConfig) -> list:
     seen = {t.turns[0]["content"] for name in os.listdir(folder) for t in read_traces(os.path.join(folder, name))}
     return _bbh_examples(os.path.join(out_dir, IN_DISTRIBUTION_DATA), "train", cfg.eval_per_family,
                          cfg.seed * 1000 + 200, keep=lambda x: user_message(eval_example(x)) not in seen)
+
+
+def evaluation_examples(out_dir: str, cfg: ExperimentConfig) -> dict[str, list]:
+    """Both evaluation sets by `EVALUATION_SETS` name, written (with their reference steps) and
+    read back; before training, since the in-distribution set also serves the accuracy curves."""
+    return {"in_distribution": in_distribution_examples(out_dir, cfg), "held_out": held_out_examples(out_dir, cfg)}
 
 
 def _bbh_examples(data_dir: str, split: str, n_per_family: int, seed: int, keep=None) -> list:
