@@ -1,6 +1,6 @@
 """Open-ended prompt sets for GPT-4-as-judge, and a model's answers to them.
 
-Reads the layouts of the sets Orca was judged on (copies in `../shared/data/judge/`):
+Reads the layouts of the sets Orca was judged on (the files as their projects publish them):
 
 - Vicuna-80: `{"question_id": 1, "text": "...", "category": "generic"}`
 - Self-Instruct user-oriented 252: `{"id": "...", "instruction": "...",

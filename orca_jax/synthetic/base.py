@@ -4,7 +4,7 @@ A family samples an `Instance` at a difficulty level and solves it as a list of
 `Step`s. Every family is a chain of moves, each written `operand>result`: the operand
 stands right before the state it produces, and the state a move works on is the line
 above, so no step has to fetch a token by its absolute position in the prompt
-(see ../shared/notes/miniature_literature.md: index hints, position coupling). The
+(index hints, position coupling: Nogueira et al. 2021, Cho et al. 2024). The
 strong teacher writes every step; the teacher assistant's brief version merges each
 pair of moves into one, skipping the state between them.
 

@@ -29,7 +29,7 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
     for path in (os.getcwd(), GIN_DIR):
         gin.add_config_file_search_path(path)
     if not gin_files:
-        raise UserError("give at least one --gin_file (e.g. --gin_file=runs/quickstart_tiny.gin)")
+        raise UserError("give at least one --gin_file (e.g. --gin_file=runs/tiny.gin)")
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.CRITICAL)  # gin logs every search-path miss before a hit as an error
