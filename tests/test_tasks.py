@@ -15,6 +15,7 @@ from orca_jax.data.loader import make_loader  # noqa: E402
 from orca_jax.data.system_messages import CAUTIOUS_SYSTEM_MESSAGE, ORCA2_STRATEGIES, erase_prompt  # noqa: E402
 from orca_jax.data.tokenizer import load_tokenizer  # noqa: E402
 from orca_jax.data.traces import read_traces  # noqa: E402
+from orca_jax.errors import UserError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +167,47 @@ def test_missing_chatml_tokens_are_added_and_reported(data_dir, tmp_path, capsys
     assert meta["tokenizer"]["added_tokens"] == ["<|im_start|>", "<|im_end|>"] and meta["tokenizer"]["vocab_size"] == before + 2
     ids = ExampleCache(str(cache / "traces_gpt4")).example(0)["ids"]
     assert ids[0] == before and ids.max() == before + 1  # the new tokens' ids, right after the old vocabulary
+
+
+FLAN_V2 = [  # FLAN-v2 submix rows: zero-shot and few-shot templates, options and not
+    {"inputs": "Premise: The cat sat.\nHypothesis: A cat sat.\nOPTIONS:\n- yes\n- no", "targets": "yes",
+     "_task_source": "Flan2021", "_task_name": "anli_r1", "_template_type": "zs_opt"},
+    {"inputs": "Q: What is 2+3?\nA: 5\n\nQ: What is 4+4?\nA:", "targets": "4+4 = 8, so the answer is 8.",
+     "_task_source": "CoT", "_task_name": "gsm8k", "_template_type": "fs_noopt"},
+    {"inputs": "Translate to French: good morning", "targets": "bonjour", "_task_source": "NIv2",
+     "_task_name": "task1", "_template_type": "zs_noopt"},
+    {"inputs": "Answer nothing.", "targets": "", "_task_source": "T0", "_task_name": "t0", "_template_type": "fs_opt"},
+]
+
+
+def test_flan_v2_submix_trains_with_loss_exactly_on_the_targets(tmp_path, smollm2_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "flan_v2.jsonl", FLAN_V2)
+    cache = tmp_path / "cache"
+    assert _run_prepare(data, cache, smollm2_path, "--task", "traces_flan_v2", "--on_bad_record", "skip") == 0
+    out = capsys.readouterr().out
+    assert "traces_flan_v2: 3 examples" in out and "skipped 1: targets: empty (nothing to train on)" in out
+    stored = ExampleCache(str(cache / "traces_flan_v2"))
+    tok = load_tokenizer(smollm2_path)
+    end_of_turn = tok.token_to_id("<|im_end|>")
+    for i, record in enumerate(FLAN_V2[:3]):
+        ex = stored.example(i)
+        weighted = ex["ids"][ex["loss_weights"] > 0].tolist()
+        # exactly the target's own tokens (tokenized alone), then the end of the assistant turn
+        assert weighted == tok.encode(record["targets"], add_bos=False) + [end_of_turn]
+        assert record["inputs"] in tok.decode(ex["ids"][ex["loss_weights"] == 0], skip_special_tokens=False)
+    # a stage whose examples all exceed its sequence length is an error naming the files and reasons
+    with pytest.raises(UserError, match=r"traces_flan_v2: no examples from .*flan_v2.jsonl .*3 x longer than seq_len 8"):
+        make_loader("traces_flan_v2", cache_root=str(cache), seq_len=8, global_batch_size=1, seed=0, process_index=0, process_count=1)
+
+
+def test_a_task_whose_every_record_is_skipped_fails_with_the_reasons(tmp_path, smollm2_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "flan_v2.jsonl", [FLAN_V2[3], dict(FLAN_V2[0], inputs=""), '{"inputs": '])
+    assert _run_prepare(data, tmp_path / "cache", smollm2_path, "--task", "traces_flan_v2", "--on_bad_record", "skip") == 2
+    err = capsys.readouterr().err
+    assert f"task traces_flan_v2: no examples from {data / 'flan_v2.jsonl'} (0 records read" in err
+    for reason in ("1 x targets: empty (nothing to train on)", "1 x inputs: empty", "1 x (line): broken JSON"):
+        assert reason in err

@@ -22,7 +22,7 @@ OPENORCA = [
 
 
 def _roundtrip(tmp_path, path, fmt=None, prompts=False):
-    first = list(read_traces(path, format=fmt))
+    first = list(read_traces(path, format=fmt, require_response=not prompts))
     out = str(tmp_path / "out.jsonl")
     assert write_traces(out, first) == len(first)
     again = list(read_traces(out, require_response=not prompts))
@@ -62,13 +62,29 @@ def test_flan_prompt_collection(tmp_path):
     (trace,) = _roundtrip(tmp_path, _jsonl(tmp_path / "flan.jsonl", [rec]), prompts=True)
     parquet = str(tmp_path / "flan.parquet")
     pq.write_table(pa.Table.from_pylist([rec]), parquet)
-    assert list(read_traces(parquet)) == [trace]
+    assert list(read_traces(parquet, require_response=False)) == [trace]
     assert trace.turns == [{"role": "user", "content": rec["inputs"]}] and trace.response == ""
     assert (trace.task, trace.category, trace.metadata) == ("anli_r1", "Flan2021", {"target": "yes", "template_type": "zs_opt"})
     # Written back as this project's format, a prompt is not a training trace.
     out = _jsonl(tmp_path / "prompts.jsonl", [trace.to_json()])
     with pytest.raises(BadRecord, match="turns: last turn must be an assistant response"):
         list(read_traces(out))
+
+
+def test_flan_records_as_training_data_answer_with_their_target(tmp_path):
+    records = [
+        {"inputs": "Premise: A. Hypothesis: B. Options: - yes - no", "targets": "no", "_task_source": "Flan2021",
+         "_task_name": "anli_r1", "_template_type": "zs_opt"},
+        {"inputs": "Q: 1+1? A: 2\n\nQ: 2+2? A:", "targets": "4", "_task_source": "CoT", "_task_name": "gsm8k",
+         "_template_type": "fs_noopt"},
+        {"inputs": "Say nothing.", "targets": " ", "_task_source": "NIv2", "_task_name": "t1", "_template_type": "zs_noopt"},
+    ]
+    report = ReadReport()
+    traces = list(read_traces(_jsonl(tmp_path / "flan_v2.jsonl", records), on_bad_record="skip", report=report))
+    # zero-shot and few-shot templates alike; the prompt verbatim, the target as the answer
+    assert [(t.turns[0]["content"], t.response, t.metadata["template_type"]) for t in traces] == [
+        (r["inputs"], r["targets"], r["_template_type"]) for r in records[:2]]
+    assert report.skipped_per_reason == {"targets: empty (nothing to train on)": 1}
 
 
 def test_writer_round_trips_every_field(tmp_path):

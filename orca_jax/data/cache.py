@@ -80,6 +80,14 @@ def write_metadata(directory: str, metadata: dict[str, Any]) -> None:
         json.dump(metadata, f, indent=2, ensure_ascii=False)
 
 
+def empty_task_message(task_name: str, metadata: dict[str, Any], extra_reasons: dict[str, int] | None = None) -> str:
+    """Why a task has no examples: its files, the records read and the skips per reason."""
+    skipped = dict(metadata.get("skipped_per_reason", {}), **(extra_reasons or {}))
+    reasons = "; ".join(f"{n} x {reason}" for reason, n in skipped.items()) or "none"
+    return (f"task {task_name}: no examples from {', '.join(metadata.get('files', [])) or 'its files'} "
+            f"({metadata.get('records_read', 0)} records read; skipped per reason: {reasons})")
+
+
 def write_mixture(directory: str, rates: dict[str, float]) -> None:
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, "mixture.json"), "w", encoding="utf-8") as f:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import gin
 import numpy as np
 
-from orca_jax.data.cache import ExampleCache, read_mixture
+from orca_jax.data.cache import ExampleCache, empty_task_message, read_mixture
 from orca_jax.data.packing import BufferedPlanner, pack_rows
 from orca_jax.errors import UserError
 
@@ -94,6 +94,13 @@ class _Pieces:
         return self.store.source(int(self.example[p]))
 
 
+def _empty_store_message(pieces: _Pieces, seq_len: int) -> str:
+    store = pieces.store
+    too_long = {f"longer than seq_len {seq_len}": pieces.dropped} if pieces.dropped else {}
+    return empty_task_message(store.source_names[0] if store.source_names else "(in-memory examples)",
+                              getattr(store, "metadata", {}), too_long)
+
+
 class PackedLoader:
     """Iterator over this process's rows `[global_batch_size // process_count, seq_len]` of packed batches.
 
@@ -124,8 +131,9 @@ class PackedLoader:
         self.process_index, self.process_count = process_index, process_count
         self.rows_per_process = global_batch_size // process_count
         self.pieces = [_Pieces(s, seq_len, too_long) for s in stores]
-        if any(len(p) == 0 for p in self.pieces):
-            raise UserError("a task has no examples that fit the sequence length")
+        for pieces in self.pieces:
+            if len(pieces) == 0:
+                raise UserError(_empty_store_message(pieces, seq_len))
         ks = {s.k for s in stores}
         if len(ks) > 1:
             raise UserError(f"tasks disagree on teacher top-k ({sorted(map(str, ks))}); mix only tasks with the same k")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from orca_jax.data.cache import write_cache, write_metadata, write_mixture
+from orca_jax.data.cache import empty_task_message, write_cache, write_metadata, write_mixture
 from orca_jax.data.system_messages import erasing_policy
 from orca_jax.errors import UserError
 
@@ -70,6 +70,8 @@ def _prepare_task(task_name: str, directory: str, policy_scope: list[str], max_l
         system_messages=len(read.per_system),
     )
     write_metadata(directory, metadata)
+    if metadata["num_examples"] == 0:  # a stage on this task would train on nothing
+        raise UserError(empty_task_message(task_name, metadata))
     return metadata
 
 

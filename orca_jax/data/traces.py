@@ -5,9 +5,11 @@ Formats (auto-detected from the first record's keys, or named; files are JSONL o
   openorca  `id`, `system_prompt`, `question`, `response`
   openai    `{"messages": [{"role", "content"}, ...]}` JSONL
   sharegpt  `{"conversations": [{"from", "value"}, ...]}` JSONL (system/human/gpt)
-  flan      FLAN submix prompt files (`inputs`, `targets`, `_task_source`, `_task_name`,
-            `_template_type`): prompt collections for trace generation, so a record has a
-            user turn only and the FLAN target is kept in metadata.
+  flan      FLAN-v2 submix files (`inputs`, `targets`, `_task_source`, `_task_name`,
+            `_template_type`), zero-shot and few-shot templates alike (`inputs` is the rendered
+            prompt, exemplars included). Read as training data, the target is the assistant
+            turn; read as prompts (`require_response=False`, trace generation) a record has a
+            user turn only. Either way the target and template type stay in metadata.
 
 Every bad record is reported as `FILE:LINE: field: problem`; `on_bad_record` decides whether
 the first one raises (`raise`) or all are counted per reason and skipped (`skip`).
@@ -237,6 +239,14 @@ def _parse_flan(rec: dict, where, source: str) -> Trace:
     )
 
 
+def _flan_with_target(prompt: Trace, where) -> Trace:
+    """A FLAN prompt as training data: its target becomes the assistant turn."""
+    target = prompt.metadata["target"]
+    if not target.strip():
+        raise BadRecord(*where, "targets", "empty (nothing to train on)")
+    return dataclasses.replace(prompt, turns=prompt.turns + [{"role": "assistant", "content": target}])
+
+
 _PARSERS = {"orca_jax": _parse_orca_jax, "openorca": _parse_openorca, "openai": _parse_openai, "sharegpt": _parse_sharegpt, "flan": _parse_flan}
 
 
@@ -282,7 +292,8 @@ def read_traces(path: str, format: str | None = None, on_bad_record: str = "rais
                 require_response: bool = True, source: str | None = None) -> Iterator[Trace]:
     """Yield the Traces in `path`. Bad records raise (`raise`) or are recorded in `report` and skipped.
 
-    `require_response=False` accepts records without an assistant turn (prompt collections).
+    `require_response=False` accepts records without an assistant turn (prompt collections);
+    with it True, a FLAN record's target is its assistant turn.
     `format=None` detects it from the first parseable record's keys (JSONL or Parquet rows).
     """
     if on_bad_record not in ON_BAD_RECORD:
@@ -295,7 +306,6 @@ def read_traces(path: str, format: str | None = None, on_bad_record: str = "rais
     source = source or _default_source(path)
     records = _parquet_records(path) if path.endswith(".parquet") else jsonl_records(path)
     fmt = format
-    needs_response = require_response and fmt != "flan"
     for lineno, rec in records:
         where = (path, lineno)
         try:
@@ -305,9 +315,10 @@ def read_traces(path: str, format: str | None = None, on_bad_record: str = "rais
                 fmt = detect_format(rec)
                 if fmt is None:
                     raise UserError(f"{path}:{lineno}: cannot tell the trace format from keys {sorted(rec)}; pass --format ({', '.join(FORMATS)})")
-                needs_response = require_response and fmt != "flan"
             trace = _PARSERS[fmt](rec, where, source)
-            if needs_response and trace.turns[-1]["role"] != "assistant":
+            if fmt == "flan" and require_response:
+                trace = _flan_with_target(trace, where)
+            if require_response and trace.turns[-1]["role"] != "assistant":
                 raise BadRecord(*where, "turns", "last turn must be an assistant response")
         except BadRecord as bad:
             if on_bad_record == "raise":
