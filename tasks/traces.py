@@ -2,7 +2,8 @@
 
 Every trace file (`*.jsonl`, `*.parquet`) or folder of shards directly under the data directory
 becomes a Task `traces_<name>`: its source reads Traces (auto-detected format) and its
-preprocessor erases the prompt (per the gin `erasing_policy`) and applies the chat template.
+preprocessor erases the prompt (per the gin `erasing_policy`, keyed on the task: one source) and
+applies the chat template.
 Mixtures come from gin (`register_trace_mixtures.mixtures`) and from `mixtures.json` in the data
 directory (`{"mixture": {"traces_a": rate, ...}}`).
 
@@ -43,6 +44,7 @@ class TraceTaskSpec:
     read_report: ReadReport = dataclasses.field(default_factory=ReadReport)
     rejected: dict[str, int] = dataclasses.field(default_factory=dict)  # tokenization failures per reason
     erasing: str | None = None
+    systems: list[str] = dataclasses.field(default_factory=list)  # each example's system message, in order
     added_tokens: list[str] = dataclasses.field(default_factory=list)
     error: UserError | None = None  # raised inside tf.data (which wraps it); prepare re-raises it
     _tokenizer: object = None
@@ -60,7 +62,7 @@ class TraceTaskSpec:
         return self._tokenizer
 
     def reset(self, erasing: str | None) -> None:
-        self.read_report, self.rejected, self.erasing, self.error = ReadReport(), {}, erasing, None
+        self.read_report, self.rejected, self.erasing, self.error, self.systems = ReadReport(), {}, erasing, None, []
 
     def traces(self):
         try:
@@ -72,14 +74,18 @@ class TraceTaskSpec:
 
     def examples(self, traces):
         for trace in traces:
+            trace = erase_prompt(trace, self.erasing)
             try:
-                yield tokenize_trace(erase_prompt(trace, self.erasing), self.tokenizer(), self.template)
+                example = tokenize_trace(trace, self.tokenizer(), self.template)
             except UserError as e:
                 if self.on_bad_record == "raise":
                     self.error = e
                     raise
                 reason = str(e).split(": ", 1)[-1]
                 self.rejected[reason] = self.rejected.get(reason, 0) + 1
+                continue
+            self.systems.append(trace.system)
+            yield example
 
 
 TRACE_TASKS: dict[str, TraceTaskSpec] = {}

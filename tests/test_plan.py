@@ -178,7 +178,7 @@ def test_paper_gin_files_parse():
 
 
 def test_paper_data_gin_files_parse():
-    """Preparation config: Orca 2 erases the last stage's prompts to the cautious message."""
+    """Preparation config: Orca 2 erases its own data's strategy prompts to the cautious message."""
     out = last_json_line(run_python("""
         import json, gin
         import tasks.traces
@@ -190,18 +190,19 @@ def test_paper_data_gin_files_parse():
             result[name] = {
                 "template": gin.query_parameter("register_trace_tasks.template"),
                 "mixtures": sorted(gin.query_parameter("register_trace_mixtures.mixtures")),
-                "erased": {m: erasing_policy(m) for m in ("orca1_chatgpt", "orca1_gpt4", "orca2_flan_v2",
-                                                        "orca2_chatgpt", "orca2_gpt4")},
+                "erased": {t: erasing_policy(t) for t in ("traces_flan_v2", "traces_flan5m_chatgpt", "traces_flan1m_gpt4",
+                                                        "traces_orca2_data", "orca2_gpt4")},
             }
-        result["cautious"] = erased_system_message(result["orca2"]["erased"]["orca2_gpt4"]) == CAUTIOUS_SYSTEM_MESSAGE
+        result["cautious"] = erased_system_message(result["orca2"]["erased"]["traces_orca2_data"]) == CAUTIOUS_SYSTEM_MESSAGE
         print(json.dumps(result))
     """))
     assert out["orca1"]["template"] == "plain" and out["orca2"]["template"] == "chatml"
     assert out["orca1"]["mixtures"] == ["orca1_chatgpt", "orca1_gpt4"]
     assert out["orca2"]["mixtures"] == ["orca2_chatgpt", "orca2_flan_v2", "orca2_gpt4"]
     assert set(out["orca1"]["erased"].values()) == {None}
-    assert out["orca2"]["erased"] == {"orca1_chatgpt": None, "orca1_gpt4": None, "orca2_flan_v2": None,
-                                      "orca2_chatgpt": None, "orca2_gpt4": "cautious"}
+    # per source: Orca 2's strategy-prompted data only, not Orca 1's traces in the same mixture
+    assert out["orca2"]["erased"] == {"traces_flan_v2": None, "traces_flan5m_chatgpt": None, "traces_flan1m_gpt4": None,
+                                      "traces_orca2_data": "cautious", "orca2_gpt4": None}
     assert out["cautious"]
 
 

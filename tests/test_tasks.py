@@ -3,6 +3,7 @@
 import json
 import re
 
+import gin
 import numpy as np
 import pytest
 
@@ -89,21 +90,55 @@ def test_bad_record_raises_by_default(data_dir, tmp_path, smollm2_path, capsys):
     assert "chatgpt.jsonl:7: (line): broken JSON" in capsys.readouterr().err
 
 
-def test_mixture_with_gin_erasing(data_dir, tmp_path, smollm2_path):
+def test_erasing_by_source_in_one_mixture(tmp_path, smollm2_path, capsys):
+    """Orca 2's last stage: Orca 1's GPT-4 traces (OpenOrca Parquet) keep their system messages,
+    Orca 2's strategy-prompted data (OpenAI messages) get the cautious message; read back from the cache."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orca_jax.data.system_messages import ORCA1_SYSTEM_MESSAGES
+
+    data = tmp_path / "data"
+    data.mkdir()
+    orca1 = [{"id": f"niv.{i}", "system_prompt": ORCA1_SYSTEM_MESSAGES[(2, 7, 16)[i % 3]], "question": f"What is {i}+1?",
+              "response": f"{i}+1 = {i + 1}."} for i in range(5)]
+    pq.write_table(pa.Table.from_pylist(orca1), str(data / "flan1m_gpt4.parquet"))
+    strategies = list(ORCA2_STRATEGIES.values())
+    orca2 = [{"messages": [{"role": "system", "content": strategies[i % 5]}, {"role": "user", "content": f"Double {i}."},
+                           {"role": "assistant", "content": f"{2 * i}."}]} for i in range(5)]
+    _write(data / "orca2_data.jsonl", orca2)
     cache = tmp_path / "cache"
-    rc = _run_prepare(data_dir, cache, smollm2_path, "--task", "orca_stage", "--on_bad_record", "skip",
-                      "--gin", "erasing_policy.per_task = {'orca_stage': 'cautious'}")
-    assert rc == 0
-    rates = json.loads((cache / "orca_stage" / "mixture.json").read_text())["tasks"]
-    assert rates == {"tasks/traces_chatgpt": 3.0, "tasks/traces_gpt4": 1.0}
-    stored = ExampleCache(str(cache / "orca_stage" / "tasks" / "traces_chatgpt"))
-    assert stored.metadata["erasing_policy"] == "cautious"
+    mixture = "--gin", "register_trace_mixtures.mixtures = {'orca2_gpt4': {'traces_flan1m_gpt4': 2, 'traces_orca2_data': 1}}"
+    # erasing keyed on the mixture would erase Orca 1's messages too: refused
+    assert _run_prepare(data, cache, smollm2_path, "--task", "orca2_gpt4", *mixture,
+                        "--gin", "erasing_policy.per_task = {'orca2_gpt4': 'cautious'}") == 2
+    assert "erasing_policy.per_task: orca2_gpt4 is a mixture" in capsys.readouterr().err
+    gin.clear_config()  # prepare locks gin's configuration, as train does
+    assert _run_prepare(data, cache, smollm2_path, "--task", "orca2_gpt4", *mixture,
+                        "--gin", "erasing_policy.per_task = {'traces_orca2_data': 'cautious'}") == 0
+    kept = ExampleCache(str(cache / "orca2_gpt4" / "tasks" / "traces_flan1m_gpt4"))
+    erased = ExampleCache(str(cache / "orca2_gpt4" / "tasks" / "traces_orca2_data"))
+    assert (kept.metadata["erasing_policy"], erased.metadata["erasing_policy"]) == (None, "cautious")
+    assert [kept.system(i) for i in range(len(kept))] == [r["system_prompt"] for r in orca1]
+    assert [erased.system(i) for i in range(len(erased))] == [CAUTIOUS_SYSTEM_MESSAGE] * 5
     tok = load_tokenizer(smollm2_path)
-    first = next(read_traces(str(data_dir / "chatgpt.jsonl")))
-    np.testing.assert_array_equal(stored.example(0)["ids"], tokenize_trace(erase_prompt(first, "cautious"), tok, "chatml")["ids"])
-    assert CAUTIOUS_SYSTEM_MESSAGE in tok.decode(stored.example(0)["ids"])
-    loader = make_loader("orca_stage", cache_root=str(cache), seq_len=128, global_batch_size=2, seed=1, process_index=0, process_count=1)
-    assert next(loader)["inputs"].shape == (2, 128)
+    for i in range(5):  # the tokens carry the recorded message: the teacher's, or the cautious one with no strategy left
+        assert orca1[i]["system_prompt"] in tok.decode(kept.example(i)["ids"])
+        text = tok.decode(erased.example(i)["ids"])
+        assert CAUTIOUS_SYSTEM_MESSAGE in text and not any(s in text for s in strategies)
+    first = next(read_traces(str(data / "orca2_data.jsonl")))
+    np.testing.assert_array_equal(erased.example(0)["ids"], tokenize_trace(erase_prompt(first, "cautious"), tok, "chatml")["ids"])
+
+    # inspect names each packed example's task and system message
+    capsys.readouterr()
+    assert main(["inspect", "--task", "orca2_gpt4", "--cache_dir", str(cache), "--n", "2", "--seq_len", "512", "--color", "never"]) == 0
+    headers = re.findall(r"── segment \d+ \(\d+ tokens\) · (\S+) · system ([^:]+): (.*) ──", capsys.readouterr().out)
+    assert {task for task, _, _ in headers} == {"traces_flan1m_gpt4", "traces_orca2_data"}
+    for task, how, shown in headers:
+        if task == "traces_orca2_data":
+            assert how == "erased to cautious" and shown == repr(CAUTIOUS_SYSTEM_MESSAGE[:60] + "…")
+        else:
+            assert how == "teacher's" and any(shown.strip("'…") in r["system_prompt"] for r in orca1)
 
 
 def test_unknown_task_is_a_user_error(data_dir, tmp_path, smollm2_path, capsys):

@@ -1,4 +1,5 @@
-"""`orca-jax inspect --task NAME`: show packed rows of a prepared task with loss-weighted tokens marked."""
+"""`orca-jax inspect --task NAME`: show packed rows of a prepared task with loss-weighted tokens
+marked and, per packed example, its task and the system message it carries (teacher's or erased)."""
 
 import os
 import sys
@@ -18,7 +19,7 @@ def run(args) -> int:
     import numpy as np
 
     from orca_jax.data.cache import read_mixture
-    from orca_jax.data.inspect_rows import format_row, format_stats, length_histogram
+    from orca_jax.data.inspect_rows import format_row, format_stats, length_histogram, system_label
     from orca_jax.data.loader import default_cache_root, make_loader
     from orca_jax.data.tokenizer import load_tokenizer
 
@@ -33,7 +34,8 @@ def run(args) -> int:
     batch = next(loader)
     for r in range(args.n):
         print(f"═══ row {r} ═══")
-        print(format_row(batch, r, lambda ids: tokenizer.decode(ids, skip_special_tokens=False), color))
+        labels = [system_label(stores[s], i) for s, i in loader.last_batch_examples[r]]
+        print(format_row(batch, r, lambda ids: tokenizer.decode(ids, skip_special_tokens=False), color, labels))
     print("\nexample lengths (tokens):")
     print(length_histogram(np.concatenate([s.lengths for s in stores])))
     print("\npacking: " + format_stats(loader.stats))

@@ -10,6 +10,8 @@ Layout of a task's cache directory:
   offsets.bin                int64 [num_examples + 1]
   teacher_topk_ids.bin       int32 [total_tokens, k]     (only when examples carry top-k)
   teacher_topk_logprobs.bin  float32 [total_tokens, k]
+  system_ids.bin             int32 [num_examples]: each example's system message, an index into
+                             metadata `system_messages` (what it was tokenized with, after erasing)
 A mixture's directory holds only `mixture.json`: `{"tasks": {task_name: rate, ...}}`.
 """
 
@@ -75,6 +77,24 @@ def write_cache(directory: str, examples: Iterable[dict[str, np.ndarray]], metad
     return metadata
 
 
+class SystemMessages:
+    """The system message of each cached example, as ids into a list of distinct messages."""
+
+    def __init__(self):
+        self.index: dict[str, int] = {}
+        self.ids: list[int] = []
+
+    def add(self, text: str) -> None:
+        self.ids.append(self.index.setdefault(text, len(self.index)))
+
+    def write(self, directory: str, metadata: dict[str, Any]) -> None:
+        """Write system_ids.bin and list the messages (with example counts) in `metadata`."""
+        ids = np.asarray(self.ids, np.int32)
+        ids.tofile(os.path.join(directory, "system_ids.bin"))
+        counts = np.bincount(ids, minlength=len(self.index)) if len(ids) else np.zeros(len(self.index), np.int64)
+        metadata["system_messages"] = [{"text": text, "examples": int(n)} for text, n in zip(self.index, counts)]
+
+
 def write_metadata(directory: str, metadata: dict[str, Any]) -> None:
     with open(os.path.join(directory, "metadata.json"), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2, ensure_ascii=False)
@@ -111,6 +131,8 @@ class ExampleCache:
         self.k = self.metadata.get("topk")
         # a cache holds one task: all its examples share one source
         self.source_names = [self.metadata.get("task") or os.path.basename(os.path.normpath(directory))]
+        system_ids = os.path.join(directory, "system_ids.bin")
+        self.system_ids = np.fromfile(system_ids, np.int32) if os.path.isfile(system_ids) else None
         self.arrays = {}
         for name, dtype in _ARRAYS.items():
             path = os.path.join(directory, f"{name}.bin")
@@ -124,6 +146,12 @@ class ExampleCache:
 
     def source(self, i: int) -> int:
         return 0
+
+    def system(self, i: int) -> str | None:
+        """The system message example i was tokenized with (None in caches that predate it)."""
+        if self.system_ids is None:
+            return None
+        return self.metadata["system_messages"][int(self.system_ids[i])]["text"]
 
     def example(self, i: int, start: int = 0, end: int | None = None) -> dict[str, np.ndarray]:
         """Example i (or its tokens [start, end)) as `{"ids", "loss_weights"[, top-k]}`."""

@@ -16,8 +16,20 @@ def trained_on(batch: dict[str, np.ndarray], r: int) -> np.ndarray:
     return out
 
 
-def format_row(batch: dict[str, np.ndarray], r: int, decode, color: bool) -> str:
-    """One row as text: `── segment k (n tokens) ──` headers, weighted tokens green or ⟦marked⟧."""
+def system_label(store, i: int) -> str:
+    """Which task example i of a prepared cache comes from and the system message it carries."""
+    text = store.system(i)
+    if text is None:
+        return f"{store.source_names[0]} · system message not recorded (re-run prepare)"
+    policy = store.metadata.get("erasing_policy")
+    how = f"erased to {policy}" if policy is not None else "teacher's"
+    shown = repr(text[:60] + ("…" if len(text) > 60 else "")) if text else "(none)"
+    return f"{store.source_names[0]} · system {how}: {shown}"
+
+
+def format_row(batch: dict[str, np.ndarray], r: int, decode, color: bool, labels: list[str] | None = None) -> str:
+    """One row as text: `── segment k (n tokens[ · label]) ──` headers (`labels[k - 1]`),
+    weighted tokens green or ⟦marked⟧."""
     seg, ids = batch["segment_ids"][r], batch["inputs"][r]
     weighted = trained_on(batch, r)
     parts, current, in_weight = [], None, False
@@ -30,7 +42,8 @@ def format_row(batch: dict[str, np.ndarray], r: int, decode, color: bool) -> str
             in_weight = False
             current = seg[t]
             n = int((seg == current).sum())
-            header = f"── segment {current} ({n} tokens) ──"
+            label = f" · {labels[current - 1]}" if labels else ""
+            header = f"── segment {current} ({n} tokens){label} ──"
             parts.append(("\n" if t else "") + (f"{DIM}{header}{RESET}" if color else header) + "\n")
         if weighted[t] != in_weight:
             parts.append((GREEN if weighted[t] else RESET) if color else (OPEN if weighted[t] else CLOSE))

@@ -243,10 +243,13 @@ class PackedLoader:
         st["batches"] += 1
         mine = rows[self.process_index * self.rows_per_process:(self.process_index + 1) * self.rows_per_process]
         examples, local_rows = [], []
+        self.last_batch_examples = []  # per local row: (store, example index) of each segment
         for row in mine:
             local_rows.append(list(range(len(examples), len(examples) + len(row))))
+            self.last_batch_examples.append([])
             for ref in row:
                 s, p = self._locate(ref)
+                self.last_batch_examples[-1].append((s, int(self.pieces[s].example[p])))
                 ex = self.pieces[s].get(p)
                 if self.source_names:
                     ex["source"] = self._source_ids[s][self.pieces[s].source(p)]

@@ -110,10 +110,20 @@ ERASE_PRESETS = {"empty": "", "cautious": CAUTIOUS_SYSTEM_MESSAGE}
 
 @gin.configurable
 def erasing_policy(task_name: str, per_task: dict[str, str] | None = None, default: str | None = None) -> str | None:
-    """The erasing policy for a task or mixture: None (keep the teacher's prompt), "empty",
-    "cautious", or any literal system message. Set in gin, e.g.
-    `erasing_policy.per_task = {"orca2_gpt4": "cautious"}`."""
+    """The erasing policy for a trace task (one source: a trace file or shard folder): None
+    (keep the teacher's prompt), "empty", "cautious", or any literal system message. Set in gin
+    per source, never per mixture, so that a mixture's other sources keep their system
+    messages (Orca 2 erased its strategy-prompted data; Orca 1's traces in the same mixture kept
+    theirs), e.g. `erasing_policy.per_task = {"traces_orca2_data": "cautious"}`."""
     return (per_task or {}).get(task_name, default)
+
+
+def erased_task_names() -> list[str]:
+    """The task names `erasing_policy.per_task` is bound to in gin (none when unbound)."""
+    try:
+        return list(gin.query_parameter("erasing_policy.per_task") or {})
+    except ValueError:
+        return []
 
 
 def erased_system_message(policy: str) -> str:
