@@ -19,7 +19,7 @@ def no_compiling(monkeypatch):
 @pytest.mark.parametrize("binding, expected", [
     ("train.not_a_parameter = 1", "not_a_parameter"),
     ("no_such_configurable.x = 1", "no_such_configurable"),
-    ("train.seed = %UNBOUND_MACRO", "No bindings specified for 'UNBOUND_MACRO"),
+    ("train.seed = %UNBOUND_MACRO", "macro UNBOUND_MACRO is used but never set"),
     ("mesh_shape.data = 3", "needs 3 devices, but 1 are available"),
     ("mesh_shape.data = 0", "sizes must be positive"),
     ("train.num_microbatches = 3", "batch size 8 must be divisible"),

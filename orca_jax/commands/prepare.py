@@ -19,12 +19,11 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import gin
-
     from orca_jax.data.prepare import prepare
+    from orca_jax.train import gin_setup
     from tasks.traces import register_trace_tasks
 
-    gin.parse_config_files_and_bindings(args.gin_file, args.gin)
+    gin_setup.parse(args.gin_file, args.gin, require_files=False)
     overrides = {k: v for k, v in (("data_dir", args.data_dir), ("tokenizer_path", args.tokenizer), ("template", args.template),
                                    ("on_bad_record", args.on_bad_record)) if v is not None}
     register_trace_tasks(**overrides)

@@ -1,16 +1,26 @@
-"""Parsing a run's gin files and bindings, t5x-style, with user errors for bad config."""
+"""Parsing a run's gin files and bindings, t5x-style, with user errors for bad config.
+
+Every gin error is one line, with the closest valid name where the user mistyped one; a
+macro or binding from the command line that the run does not use is an error naming what
+the run uses instead (gin itself accepts both silently)."""
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import os
+import re
 from typing import Sequence
 
 import gin
+from gin import config_parser
 
 from orca_jax.errors import UserError
 
 GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "gin")
+# train's single-run parameters; a curriculum (train.stages) reads each from its Stage instead
+STAGED_RUN_IGNORES = ("mixture_or_task_name", "train_steps", "epochs")
 
 
 def register_configurables() -> None:
@@ -20,15 +30,16 @@ def register_configurables() -> None:
     from orca_jax.train import checkpoints, curriculum, monitor, optimizer, trainer  # noqa: F401
 
 
-def parse(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
+def parse(gin_files: Sequence[str], bindings: Sequence[str], *, require_files: bool = True) -> None:
     """Parse files (found as given, or under the repo's gin/ folder) then `NAME=VALUE` bindings.
 
-    Unknown names, bad syntax and missing files surface as one-line UserErrors."""
+    Unknown names, bad syntax, missing files and bindings the run ignores surface as one-line
+    UserErrors."""
     register_configurables()
     gin.clear_config()
     for path in (os.getcwd(), GIN_DIR):
         gin.add_config_file_search_path(path)
-    if not gin_files:
+    if require_files and not gin_files:
         raise UserError("give at least one --gin_file (e.g. --gin_file=runs/tiny.gin)")
     root = logging.getLogger()
     level = root.level
@@ -36,11 +47,11 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
     try:
         gin.parse_config_files_and_bindings(list(gin_files), list(bindings), finalize_config=True)
     except (ValueError, IOError, SyntaxError, KeyError) as e:
-        # gin appends the whole parsed config after "in config string:"; the first part names the problem
-        message = str(e).split(" in config string:")[0].strip().splitlines()
-        raise UserError(f"gin config: {' '.join(line.strip() for line in message)}") from None
+        raise UserError(f"gin config: {_explain(e)}") from None
     finally:
         root.setLevel(level)
+    for binding in bindings:
+        _check_used(binding)
 
 
 def call(configurable, *args, **kwargs):
@@ -50,3 +61,103 @@ def call(configurable, *args, **kwargs):
         return configurable(*args, **kwargs)
     except UserError as e:
         raise UserError(str(e).split("\n  In call to configurable")[0]) from None
+
+
+def _explain(error: Exception) -> str:
+    """gin's message on one line (without the whole parsed config it appends after "in config
+    string:"), with the closest valid name for an unknown configurable, parameter or macro."""
+    lines = str(error).split(" in config string:")[0].strip().splitlines()
+    message = " ".join(line.strip() for line in lines)
+    if m := re.match(r"No configurable matching (?:reference )?'@?([\w.]+)", message):
+        return message + _did_you_mean(m.group(1), _configurable_names())
+    if m := re.match(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'", message):
+        return message + _did_you_mean(m.group(2), _parameter_names(m.group(1)))
+    if m := re.match(r"No bindings specified for '([\w/]+)/gin\.macro'", message):
+        name = m.group(1)
+        return (f"macro {name} is used but never set: give --gin.{name}=VALUE"
+                + _did_you_mean(name, _macros_set(), lead=", or "))
+    return message
+
+
+def _did_you_mean(name: str, candidates, lead: str = "; ") -> str:
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.7)
+    return f"{lead}did you mean {close[0]}?" if close else ""
+
+
+def _configurable_names() -> list[str]:
+    return [gin.config._REGISTRY.minimal_selector(s) for s, _ in gin.config._REGISTRY.items()]
+
+
+def _parameter_names(selector: str) -> list[str]:
+    configurable = gin.config._REGISTRY.get_match(selector)
+    return list(inspect.signature(configurable.wrapped).parameters) if configurable else []
+
+
+def _macros_set() -> list[str]:
+    return [scope for scope, selector in gin.config._CONFIG if selector == "gin.macro"]
+
+
+def _macro_names(value) -> set[str]:
+    """Macros a bound value refers to (%NAME), at any depth of lists and dicts."""
+    return {ref.scoped_selector.rsplit("/", 1)[0] for ref in gin.config.iterate_references(value)
+            if ref.configurable.wrapped is gin.config.macro}
+
+
+def _binding_users() -> dict[str, set[tuple[str, str, str]]]:
+    """macro -> the (scope, configurable, parameter) bindings that read it, through macros of macros."""
+    direct: dict[str, set] = {}
+    for (scope, selector), params in gin.config._CONFIG.items():
+        for param, value in params.items():
+            user = ("", "%" + scope, "") if selector == "gin.macro" else (scope, selector, param)
+            for name in _macro_names(value):
+                direct.setdefault(name, set()).add(user)
+
+    def resolve(name, seen):
+        users = set()
+        for user in direct.get(name, ()):
+            if user[1].startswith("%"):
+                if user[1] not in seen:
+                    users |= resolve(user[1][1:], seen | {user[1]})
+            else:
+                users.add(user)
+        return users
+
+    return {name: resolve(name, {"%" + name}) for name in direct}
+
+
+def _ignored_by_run() -> dict[tuple[str, str, str], str]:
+    """Bindings this run reads from somewhere else: (scope, configurable, parameter) -> what it reads instead."""
+    from orca_jax.train import curriculum
+    train, stage = f"{curriculum.__name__}.train", f"{curriculum.__name__}.Stage"
+    if gin.config._CONFIG.get(("", train), {}).get("stages") is None:
+        return {}
+    ignored = {}
+    for param in STAGED_RUN_IGNORES:
+        used = []
+        for (scope, selector), params in sorted(gin.config._CONFIG.items()):
+            if selector == stage and param in params:
+                used += sorted(_macro_names(params[param])) or [f"{scope}/Stage.{param}"]
+        ignored[("", train, param)] = " / ".join(used) or f"Stage.{param} in each stage"
+    return ignored
+
+
+def _check_used(binding: str) -> None:
+    """Fail for a command-line binding the parsed run never reads."""
+    key = binding.split("=", 1)[0].strip()
+    if not re.fullmatch(r"[\w/.]+", key):  # not NAME=VALUE (e.g. an include line)
+        return
+    ignored = _ignored_by_run()
+    if "." in key:
+        scope, selector, param = config_parser.parse_binding_key(key)
+        read = {(scope, gin.config._REGISTRY.get_match(selector).selector, param)}
+    else:  # a macro
+        users = _binding_users()
+        read = users.get(key, set())
+        if not read:
+            in_use = [name for name, used in users.items() if used and not used <= ignored.keys()]
+            raise UserError(f"gin binding {binding.strip()!r}: no binding of this run uses macro {key}"
+                            + _did_you_mean(key, in_use))
+    if read <= ignored.keys():
+        _, _, param = sorted(read)[0]
+        raise UserError(f"gin binding {binding.strip()!r}: this run is a curriculum (train.stages), which ignores "
+                        f"train.{param}; set {ignored[sorted(read)[0]]} instead")
