@@ -125,3 +125,45 @@ def test_chatml_tokens_must_be_added_and_are_reported(sentencepiece_style):
     assert ensure_template_tokens(tok, "chatml") == 0
     ex = tokenize_trace(TRACE, tok, "chatml")
     assert int(ex["ids"][0]) == tok.token_to_id("<|im_start|>")
+
+
+def _llama_style_with_chatml(sentencepiece_style, predefined=()):
+    """A copy of the LLaMA-style tokenizer (BOS added) that already defines `predefined`, then
+    gets the ChatML tokens it lacks."""
+    tok = Tokenizer(BackendTokenizer.from_str(sentencepiece_style.backend.to_str()), bos_id=1, eos_id=2, add_bos=True)
+    tok.add_special_tokens(list(predefined))
+    ensure_template_tokens(tok, "chatml")
+    return tok
+
+
+def test_tokens_the_tokenizer_defines_keep_their_ids_and_missing_ones_are_added_in_order(sentencepiece_style):
+    base = sentencepiece_style.vocab_size
+    # a tokenizer like the released Orca 2 one: [PAD] and <|im_end|> defined before the run
+    tok = _llama_style_with_chatml(sentencepiece_style, predefined=("[PAD]", "<|im_end|>"))
+    assert [tok.token_to_id(t) for t in ("[PAD]", "<|im_end|>", "<|im_start|>")] == [base, base + 1, base + 2]
+    tok = _llama_style_with_chatml(sentencepiece_style)
+    assert [tok.token_to_id(t) for t in ("<|im_start|>", "<|im_end|>")] == [base, base + 1]
+
+
+SHORT = Trace(id="t2", turns=[{"role": "user", "content": "  Hi there "}, {"role": "assistant", "content": "Hello. "}])
+
+
+@pytest.mark.parametrize("template", ["chatml", "plain", "llama2"])
+@pytest.mark.parametrize("tokenizer_kind", ["byte_level", "llama_style"])
+def test_saved_chat_template_renders_what_training_rendered(smollm2_tokenizer, sentencepiece_style, template, tokenizer_kind):
+    """The template a run saves with the model reproduces the training text for every trace,
+    and its generation prompt is the training text up to the answer's first character."""
+    import copy
+
+    from orca_jax.data.chat import render, run_chat_template
+
+    tok = copy.copy(smollm2_tokenizer) if tokenizer_kind == "byte_level" else _llama_style_with_chatml(sentencepiece_style)
+    tok.chat_template = run_chat_template(template, tok)
+    for trace in (TRACE, SHORT, erase_prompt(TRACE, "empty")):
+        messages = ([{"role": "system", "content": trace.system}] if trace.system else []) + trace.turns
+        training = render(trace, tok, template)
+        assert tok.apply_chat_template(messages) == training.text
+        prompt = tok.apply_chat_template(messages[:-1], add_generation_prompt=True)
+        assert prompt == training.text[:training.content_spans[-1][0]]
+    # evaluation sends Orca 1's empty system message explicitly; training left it out
+    assert tok.apply_chat_template([{"role": "system", "content": ""}] + SHORT.turns) == render(SHORT, tok, template).text

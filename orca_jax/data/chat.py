@@ -6,6 +6,13 @@ Templates:
   plain      `### System:\\n...\\n\\n### User:\\n...\\n\\n### Assistant:\\n{answer}{eos}\\n\\n`
   tokenizer  the tokenizer's own Jinja chat template (as `transformers.apply_chat_template`)
 
+A run trains with one of these and saves it with the model as a Jinja chat template
+(`run_chat_template`), so evaluation and serving prompt the model exactly as training did.
+
+Tokens: a template's special tokens that the tokenizer already defines keep their ids (the
+released Orca 2 tokenizer defines `<|im_start|>` and `<|im_end|>`); those it lacks are added
+after its last id, in the order of `required_tokens` (`<|im_start|>`, then `<|im_end|>`).
+
 The whole conversation is rendered as one string and tokenized once (tokenizing pieces apart
 can change tokens at the seams); weights come from character spans: a token is weighted when
 it overlaps an assistant turn's content or is that turn's end-of-turn token. Everything else
@@ -61,6 +68,48 @@ def ensure_template_tokens(tokenizer, template: str) -> int:
     embeddings must then be resized to `tokenizer.vocab_size`)."""
     missing = [t for t in required_tokens(template) if tokenizer.token_to_id(t) is None]
     return tokenizer.add_special_tokens(missing) if missing else 0
+
+
+# Jinja versions of the renderers below (transformers' chat-template conventions: `messages`,
+# `add_generation_prompt`, `bos_token`, `eos_token`). An empty system message is left out, as
+# the renderers leave out a trace's empty system message.
+_CHATML_JINJA = (
+    "{% for message in messages %}{% if message['role'] != 'system' or message['content'] %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+_PLAIN_JINJA = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{% if message['content'] %}{{ '### System:\\n' + message['content'] + '\\n\\n' }}{% endif %}"
+    "{% elif message['role'] == 'user' %}{{ '### User:\\n' + message['content'] + '\\n\\n' }}"
+    "{% else %}{{ '### Assistant:\\n' + message['content'] + eos_token + '\\n\\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '### Assistant:\\n' }}{% endif %}"
+)
+_LLAMA2_JINJA = (
+    "{% if messages and messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] %}"
+    "{% set turns = messages[1:] %}{% else %}{% set system = '' %}{% set turns = messages %}{% endif %}"
+    "{% for message in turns %}{% if message['role'] == 'user' %}"
+    "{% if loop.first and system %}"
+    "{{ bos_token + '[INST] <<SYS>>\\n' + system | trim + '\\n<</SYS>>\\n\\n' + message['content'] | trim + ' [/INST] ' }}"
+    "{% else %}{{ bos_token + '[INST] ' + message['content'] | trim + ' [/INST] ' }}{% endif %}"
+    "{% else %}{{ message['content'] | trim + ' ' + eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def run_chat_template(template: str, tokenizer) -> str:
+    """The Jinja chat template that renders prompts exactly as `template` rendered training text
+    for this tokenizer (BOS included where training started with it); saved with the model."""
+    if template == "tokenizer":
+        if not tokenizer.chat_template:
+            raise UserError("template 'tokenizer': this tokenizer has no chat template of its own")
+        return tokenizer.chat_template
+    if template == "llama2":
+        return _LLAMA2_JINJA
+    body = {"chatml": _CHATML_JINJA, "plain": _PLAIN_JINJA}.get(template)
+    if body is None:
+        raise UserError(f"template: expected one of {', '.join(TEMPLATES)}, got {template!r}")
+    starts_with_bos = tokenizer.add_bos and tokenizer.bos_id is not None
+    return ("{{ bos_token }}" if starts_with_bos else "") + body
 
 
 def _eos(tokenizer) -> str:

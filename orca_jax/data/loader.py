@@ -144,9 +144,11 @@ class PackedLoader:
         self.source_names: list[str] = list(dict.fromkeys(n for ns in names for n in ns)) if all(names) else []
         self._source_ids = [np.array([self.source_names.index(n) for n in ns], np.int32) for ns in names] \
             if self.source_names else []
-        # The tokenizers the caches were prepared with (path, vocab_size, added_tokens), so a
-        # trainer can check its vocabulary and save the same tokenizer with the model.
-        self.tokenizers: list[dict] = [s.metadata["tokenizer"] for s in stores if "tokenizer" in getattr(s, "metadata", {})]
+        # The tokenizers the caches were prepared with (path, vocab_size, added_tokens, and the
+        # chat template the examples were rendered with), so a trainer can check its vocabulary
+        # and save the same tokenizer and template with the model.
+        self.tokenizers: list[dict] = [dict(s.metadata["tokenizer"], template=s.metadata.get("template"))
+                                       for s in stores if "tokenizer" in getattr(s, "metadata", {})]
         # A piece's global reference: store s's piece p is base[s] + p.
         self.base = np.concatenate([[0], np.cumsum([len(p) for p in self.pieces])]).astype(np.int64)
         # A buffer larger than the data would hold several copies of each example, and the rows

@@ -4,7 +4,10 @@ An exported model folder (written by `save_model`, `orca-jax convert --format or
 trainer's exports):
 
     DIR/model_config.json     DecoderConfig.to_hf_config() (transformers config.json layout)
-    DIR/tokenizer/            Tokenizer.save(): tokenizer.json + tokenizer_config.json
+    DIR/tokenizer/            Tokenizer.save(): tokenizer.json + tokenizer_config.json (with the
+                              chat template a trainer's data was rendered with)
+    DIR/vocabulary.json       the vocabulary stated: the tokenizer's size, the model's rows, the
+                              padding rows between them (ids no text tokenizes to) and the special tokens' ids
     DIR/params/               the parameter pytree, orbax StandardCheckpointer (fp32)
 
 A trainer MODEL_DIR, which `load_model_folder` also reads (latest finalized step):
@@ -28,6 +31,7 @@ from orca_jax.errors import UserError
 from orca_jax.model.config import DecoderConfig
 
 CONFIG_FILE = "model_config.json"
+VOCABULARY_FILE = "vocabulary.json"
 TOKENIZER_DIR = "tokenizer"
 PARAMS_DIR = "params"
 CHECKPOINTS_DIR = "checkpoints"
@@ -50,6 +54,23 @@ def write_model_metadata(directory, config: DecoderConfig, tokenizer: Tokenizer)
     with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
         json.dump(config.to_hf_config(), f, indent=2)
     tokenizer.save(os.path.join(directory, TOKENIZER_DIR))
+    with open(os.path.join(directory, VOCABULARY_FILE), "w", encoding="utf-8") as f:
+        json.dump(vocabulary_statement(config, tokenizer), f, indent=2, ensure_ascii=False)
+
+
+def vocabulary_statement(config: DecoderConfig, tokenizer: Tokenizer) -> dict:
+    """How the model's embedding rows map to the tokenizer: rows past the tokenizer's last id
+    are padding (a vocabulary rounded up, or set larger than the tokenizer) that no text
+    tokenizes to."""
+    size = tokenizer.vocab_size
+    return {
+        "tokenizer_vocab_size": size,
+        "model_vocab_size": config.vocab_size,
+        "padding_rows": max(0, config.vocab_size - size),
+        "padding_ids": [size, config.vocab_size - 1] if config.vocab_size > size else None,
+        "special_tokens": {t.content: i for i, t in sorted(tokenizer.backend.get_added_tokens_decoder().items()) if t.special},
+        "bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id, "pad_id": tokenizer.pad_id,
+    }
 
 
 def is_model_folder(directory) -> bool:
@@ -80,25 +101,31 @@ def _params_path(directory: str) -> str:
     if os.path.isdir(checkpoints):
         import orbax.checkpoint as ocp
 
-        options = ocp.CheckpointManagerOptions(create=False, read_only=True)
-        step = ocp.CheckpointManager(checkpoints, options=options).latest_step()
-        if step is not None:
-            return os.path.join(checkpoints, str(step), PARAMS_DIR)
+        # finalized steps, as CheckpointManager.latest_step counts them, without opening a manager
+        # (a read-only one logs two warnings)
+        steps = ocp.path.step.checkpoint_steps(checkpoints)
+        if steps:
+            return os.path.join(checkpoints, str(max(steps)), PARAMS_DIR)
         raise UserError(f"{checkpoints}: no finished checkpoint step")
     raise UserError(f"{directory}: neither {PARAMS_DIR}/ nor {CHECKPOINTS_DIR}/<step>/{PARAMS_DIR}")
 
 
 def restore_params(path: str, config: DecoderConfig) -> dict:
-    """Restore a params checkpoint as fp32 arrays, checked against the shapes `config` implies."""
+    """Restore a params checkpoint as fp32 arrays, checked against the shapes `config` implies.
+
+    Through the item's handler, not a Checkpointer: a trainer checkpoint's `params` item has no
+    step metadata file of its own (the step directory has it), which a Checkpointer warns about."""
     import orbax.checkpoint as ocp
+    from etils import epath
 
     from orca_jax.model.decoder import init_params
 
     if not os.path.isdir(path):
         raise UserError(f"{path}: missing parameter checkpoint")
     expected = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+    handler = ocp.StandardCheckpointHandler()
     try:
-        metadata = ocp.StandardCheckpointer().metadata(path)
+        metadata = handler.metadata(epath.Path(path))
     except (FileNotFoundError, ValueError) as e:
         raise UserError(f"{path}: not an orbax checkpoint: {e}") from None
     found = _tree_shapes(getattr(metadata, "item_metadata", metadata))
@@ -113,7 +140,7 @@ def restore_params(path: str, config: DecoderConfig) -> dict:
     target = jax.tree_util.tree_map(
         lambda s: jax.ShapeDtypeStruct(s.shape, np.float32, sharding=jax.sharding.SingleDeviceSharding(device)),
         expected)
-    return ocp.StandardCheckpointer().restore(path, target)
+    return handler.restore(epath.Path(path), args=ocp.args.StandardRestore(target))
 
 
 def _name(path) -> str:

@@ -25,6 +25,7 @@ import numpy as np
 
 from orca_jax import partitioning
 from orca_jax.data.loader import Prefetcher
+from orca_jax.data.chat import ensure_template_tokens, run_chat_template
 from orca_jax.data.tokenizer import load_tokenizer
 from orca_jax.errors import UserError
 from orca_jax.model import decoder, orbax_io
@@ -115,19 +116,28 @@ def _load_params(path: str, expected: DecoderConfig, shardings, what: str, seed:
 
 
 def _data_tokenizer(loaders, model: DecoderConfig, tokenizer_path: str | None):
-    """The tokenizer the prepared data was made with (or `tokenizer_path`), after checking that
-    the model has a row for every token id the data can hold."""
+    """The tokenizer the prepared data was made with (or `tokenizer_path`), with the tokens and
+    the chat template the data was rendered with (saved into MODEL_DIR, so evaluation prompts
+    the model as training did), after checking that the model has a row for every token id
+    the data can hold."""
     records = [t for loader in loaders for t in getattr(loader, "tokenizers", [])]
     for record in records:
         if record["vocab_size"] > model.vocab_size:
             raise UserError(f"the data was tokenized with {record['path']} ({record['vocab_size']} tokens) but the "
                             f"model has {model.vocab_size} rows: set model_config.vocab_size = {record['vocab_size']} "
                             f"(or prepare the data with the model's tokenizer)")
-    if tokenizer_path is None and records:
-        tokenizer = load_tokenizer(records[0]["path"])
-        tokenizer.add_special_tokens(list(records[0].get("added_tokens") or []))
-        return tokenizer
-    return load_tokenizer(tokenizer_path) if tokenizer_path else None
+    templates = sorted({r["template"] for r in records if r.get("template")})
+    if len(templates) > 1:
+        raise UserError(f"the stages' data were prepared with different chat templates ({', '.join(templates)}); "
+                        "prepare every stage with one template, the one the model will be prompted with")
+    path = tokenizer_path or (records[0]["path"] if records else None)
+    if path is None:
+        return None
+    tokenizer = load_tokenizer(path)
+    if templates:
+        ensure_template_tokens(tokenizer, templates[0])  # as prepare added them: same ids, same order
+        tokenizer.chat_template = run_chat_template(templates[0], tokenizer)
+    return tokenizer
 
 
 def _load_teacher(path: str | None, student: DecoderConfig, mesh, rules):
