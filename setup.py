@@ -7,7 +7,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["orca_jax", "orca_jax.*", "tasks", "tasks.*"]),
+    # gin/ (the run files) installs inside the package as orca_jax/gin_files, where
+    # `--gin_file=runs/tiny.gin` finds it (orca_jax/train/gin_setup.py).
+    packages=find_packages(include=["orca_jax", "orca_jax.*", "tasks", "tasks.*"]) + ["orca_jax.gin_files"],
+    package_dir={"orca_jax.gin_files": "gin"},
+    package_data={"orca_jax.gin_files": ["*/*.gin"]},
     include_package_data=True,
     install_requires=[
         "jax>=0.6",

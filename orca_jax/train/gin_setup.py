@@ -18,7 +18,11 @@ from gin import config_parser
 
 from orca_jax.errors import UserError
 
-GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "gin")
+# The run files: installed inside the package (setup.py maps gin/ to orca_jax/gin_files), else
+# the source tree's gin/ folder.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_INSTALLED_GIN_DIR = os.path.join(_PACKAGE_DIR, "gin_files")
+GIN_DIR = _INSTALLED_GIN_DIR if os.path.isdir(_INSTALLED_GIN_DIR) else os.path.join(os.path.dirname(_PACKAGE_DIR), "gin")
 # train's single-run parameters; a curriculum (train.stages) reads each from its Stage instead
 STAGED_RUN_IGNORES = ("mixture_or_task_name", "train_steps", "epochs")
 
