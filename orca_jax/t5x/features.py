@@ -29,33 +29,40 @@ from orca_jax.errors import UserError
 LOSS_WEIGHTS = "targets_loss_weights"
 
 
-def weighted_features(example: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def weighted_features(example: Mapping[str, np.ndarray], example_name: str = "?") -> dict[str, np.ndarray]:
     """{"targets", "targets_loss_weights"} of one tokenized trace."""
+    ids = np.asarray(example["ids"], np.int32)
+    if np.any(ids == seqio.vocabularies.PAD_ID):
+        # seqio's packer takes an example's length to be its count of non-zero ids
+        raise UserError(f"{example_name}: token id {seqio.vocabularies.PAD_ID} (position "
+                        f"{int(np.argmax(ids == seqio.vocabularies.PAD_ID))}) is padding to seqio; this tokenizer's "
+                        "id 0 cannot go through seqio's feature converters")
     weights = np.asarray(example["loss_weights"], np.float32).copy()
     weights[:1] = 0.0  # token 0 has no preceding token: orca-jax's packer never predicts it
-    return {"targets": np.asarray(example["ids"], np.int32), LOSS_WEIGHTS: weights}
+    if not np.all((weights == 0) | (weights == 1)):
+        raise UserError(f"{example_name}: loss weights must be 0 or 1 for seqio's packer")
+    return {"targets": ids, LOSS_WEIGHTS: weights}
 
 
-def prefix_features(example: Mapping[str, np.ndarray], trace_id: str = "?") -> dict[str, np.ndarray]:
+def prefix_features(example: Mapping[str, np.ndarray], example_name: str = "?") -> dict[str, np.ndarray]:
     """{"inputs", "targets"} of one tokenized single-turn trace (one contiguous weighted span)."""
-    ids = np.asarray(example["ids"], np.int32)
-    weighted = np.flatnonzero(weighted_features(example)[LOSS_WEIGHTS] > 0)
+    weighted = weighted_features(example, example_name)
+    ids, weighted = weighted["targets"], np.flatnonzero(weighted[LOSS_WEIGHTS] > 0)
     if not len(weighted):
-        raise UserError(f"trace {trace_id}: no loss-weighted token")
+        raise UserError(f"{example_name}: no loss-weighted token")
     start, end = int(weighted[0]), int(weighted[-1]) + 1
     if len(weighted) != end - start:
-        raise UserError(f"trace {trace_id}: loss falls on {len(weighted)} tokens in several spans (a multi-turn "
+        raise UserError(f"{example_name}: loss falls on {len(weighted)} tokens in several spans (a multi-turn "
                         "trace); inputs/targets holds one reply: use the weighted t5x task instead")
-    if np.any(ids[start:end] == seqio.vocabularies.PAD_ID):
-        raise UserError(f"trace {trace_id}: the reply contains token id {seqio.vocabularies.PAD_ID}, which "
-                        "PrefixLMFeatureConverter takes for padding (no loss there); use the weighted t5x task")
     return {"inputs": ids[:start], "targets": ids[start:end]}
 
 
 class WeightedLMFeatureConverter(seqio.LMFeatureConverter):
     """seqio's LM converter, with `decoder_loss_weights` taken from the task's
     `targets_loss_weights` instead of "every non-padding target". Task feature lengths name
-    "targets" only; the weights are packed with it, to the same length."""
+    "targets" only; the weights are packed with it, to the same length, as 1 + weight (seqio's
+    packer takes the non-zero prefix of a feature as the example, as PrefixSuffixLM's 1/2
+    encoding also works around)."""
 
     MODEL_FEATURES = {
         **seqio.LMFeatureConverter.MODEL_FEATURES,
@@ -67,12 +74,12 @@ class WeightedLMFeatureConverter(seqio.LMFeatureConverter):
             raise UserError(f"WeightedLMFeatureConverter: the task has no {LOSS_WEIGHTS!r} feature "
                             f"(it has {sorted(ds.element_spec)}); use a t5x trace task (tasks.t5x_features)")
         lengths = {**task_feature_lengths, LOSS_WEIGHTS: task_feature_lengths["targets"]}
-        ds = ds.map(lambda ex: {k: ex[k] for k in lengths})  # packing keeps every feature it is given
+        ds = ds.map(lambda ex: {"targets": ex["targets"], LOSS_WEIGHTS: 1 + tf.cast(ex[LOSS_WEIGHTS] > 0, tf.int32)})
         ds = self._pack_or_pad(ds, lengths)
 
         def convert(features):
             converted = dict(self._convert_example(features))
-            converted["decoder_loss_weights"] = tf.cast(features[LOSS_WEIGHTS], tf.float32)
+            converted["decoder_loss_weights"] = tf.cast(tf.maximum(features[LOSS_WEIGHTS] - 1, 0), tf.float32)
             return converted
 
         return ds.map(convert, num_parallel_calls=tf.data.experimental.AUTOTUNE)
