@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from log_lines import loud_lines
 
 from orca_jax.data.traces import read_traces
 from orca_jax.evaluation.runner import rescore
@@ -27,7 +28,15 @@ def out_dir(tmp_path_factory):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| average |" in proc.stdout or "**average**" in proc.stdout
+    with open(out + ".stderr", "w") as f:
+        f.write(proc.stderr)
     return out
+
+
+def test_quickstart_logs_no_warning_or_error(out_dir):
+    """On a CPU, no TensorFlow CUDA probing and no orbax warnings on its checkpoint loads."""
+    stderr = open(out_dir + ".stderr").read()
+    assert loud_lines(stderr) == [], stderr[-3000:]
 
 
 def test_traces_and_caches(out_dir):
