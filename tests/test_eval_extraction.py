@@ -28,6 +28,7 @@ def test_bbh_rule(text, target, extracted, correct, format_ok):
 
 
 @pytest.mark.parametrize("text, letter, format_ok", [
+    # AGIEval's few-shot-CoT rule (parse_few_shot_qa_single_answer on the last line)
     # explanation weighing several options, AGIEval's stage-2 sentence on the last line
     ("(A) fails the first rule and (C) the second.\nTherefore, among A through E, the answer is (D).", "D", True),
     ("Reasoning...\n\nthe answer is not A, it is C", "A", True),  # first letter after "answer is"
@@ -35,7 +36,7 @@ def test_bbh_rule(text, target, extracted, correct, format_ok):
     ("The answer is (E).\nI hope this helps.", "E", False),
     ("Both options fail except (C).\nDone", "B", False),  # "B" of "Both", as AGIEval does
     ("Answer is C", "A", False),  # case-sensitive pattern; "A" of "Answer" is the first capital
-    (" (C) because the passage says so", "C", False),  # zero-shot: the first capital A-F
+    (" (C) because the passage says so", "C", False),  # fallback: the first capital A-F
     ("G is the answer", "", False),  # G is outside the fallback set A-F
     ("I do not know", "", False),
 ])
@@ -68,9 +69,9 @@ def test_gsm8k_rules(text, strict, strict_ok, flexible):
 def test_gsm8k_scores_strict_and_flexible():
     full_target = "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\n#### 18"
     score = score_prediction("gsm8k", "test", "She makes 18.0 dollars.", full_target)
-    assert (score.correct, score.correct_flexible, score.format_ok) == (False, True, False)
+    assert (score.correct, score.correct_second, score.format_ok) == (False, True, False)
     score = score_prediction("gsm8k", "test", "#### 18.0", "18")
-    assert (score.correct, score.correct_flexible) == (False, True)  # strict compares strings
+    assert (score.correct, score.correct_second) == (False, True)  # strict compares strings
 
 
 @pytest.mark.parametrize("text, extracted", [

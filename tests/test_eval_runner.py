@@ -40,7 +40,7 @@ def test_evaluate_writes_consistent_outputs(tmp_path):
         rows = [r for r in records if r["task"] == task]
         assert entry["n"] == 2 and entry["accuracy"] == 100.0 * sum(r["correct"] for r in rows) / 2
     rows = list(csv.DictReader((out / "summary.csv").open()))
-    assert [(r["task"], r["n"]) for r in rows] == [("navigate", "2"), ("word_sorting", "2"), ("average", "4")]
+    assert [(r["task"], r["n"]) for r in rows] == [("navigate", "2"), ("word_sorting", "2"), ("average over 2 tasks", "4")]
     assert "| navigate | 2 |" in (out / "summary.md").read_text()
     # The same file re-scored without a model gives the same summary.
     assert rescore(str(out / "predictions.jsonl"), str(tmp_path / "rescored")) == summary

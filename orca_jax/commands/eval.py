@@ -1,30 +1,53 @@
 """`orca-jax eval`: zero-shot BBH / AGIEval / GSM8K (and generic multiple choice) for a model,
-or re-scoring of an existing predictions file with the same rules."""
+as a paper's protocol or the benchmarks' official one (`--protocol`), or re-scoring of an
+existing predictions file with the same rules."""
 
 import os
 
 from orca_jax.errors import UserError
 from orca_jax.evaluation.prompts import VARIANTS
+from orca_jax.evaluation.protocols import PROTOCOLS
 from orca_jax.evaluation.tables import summary_markdown
 
 
 def add_arguments(parser):
     parser.add_argument("--model", help="HF folder, .gguf file or orca-jax model folder / MODEL_DIR")
-    parser.add_argument("--benchmarks", default="bbh,agieval,gsm8k",
-                        help="comma-separated: bbh, agieval, gsm8k, mc, or one task as bbh:navigate")
-    parser.add_argument("--data_dir", help="folder with bbh/, agieval/, gsm8k/, mc/ in their official layouts")
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="official",
+                        help="whose evaluation to follow: 'official' (each benchmark's own rules, default), 'orca1' or "
+                             "'orca2' (the paper's subsets, system message and prompt; see README 'Evaluate')")
+    parser.add_argument("--benchmarks", default=None,
+                        help="comma-separated: bbh, agieval, gsm8k, mc, or one task as bbh:navigate "
+                             "(default: the protocol's)")
+    parser.add_argument("--data_dir", help="folder with bbh/, agieval/, gsm8k/, mc/ in their official layouts "
+                                           "(default: the official files, fetched once into --data_cache)")
+    parser.add_argument("--data_cache", default=None, help="where fetched benchmark files are kept "
+                                                           "(default: $XDG_CACHE_HOME or ~/.cache, /orca-jax/benchmarks)")
+    parser.add_argument("--data_mirror", default=None,
+                        help="fetch from this local folder (<owner>/<repo>/<commit>/<path>) instead of GitHub")
     parser.add_argument("--out", required=True, help="output folder: predictions.jsonl, summary.{json,md,csv}")
     parser.add_argument("--predictions", help="re-score this predictions JSONL instead of running a model")
     parser.add_argument("--limit", type=int, default=None, help="first N examples of each task")
-    parser.add_argument("--system", default="empty",
-                        help="system message: 'empty' (default, Orca 1's message 1), 'cautious' (Orca 2's), or any text")
-    parser.add_argument("--variant", choices=VARIANTS, default="zero_shot", help="prompt variant")
+    parser.add_argument("--system", default=None,
+                        help="system message: 'empty' (Orca 1's message 1), 'cautious' (Orca 2's), or any text "
+                             "(default: the protocol's, empty for all three)")
+    parser.add_argument("--variant", choices=VARIANTS, default=None, help="prompt variant (default: the protocol's)")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--max_new_tokens", type=int, default=512)
     parser.add_argument("--dtype", default=None, help="compute dtype, e.g. bfloat16 (default: the model's)")
 
 
+def _fetched_data(args, specs: list[str]) -> tuple[str, dict]:
+    """The cache folder holding the official files the specs need, and their provenance."""
+    from orca_jax.evaluation import data_sources
+
+    source = data_sources.MirrorSource(args.data_mirror) if args.data_mirror else None
+    benchmarks = list(dict.fromkeys(spec.strip().partition(":")[0] for spec in specs))
+    cache = args.data_cache or data_sources.default_cache_dir()
+    return cache, data_sources.ensure_benchmarks(benchmarks, cache, source)
+
+
 def run(args):
+    protocol = PROTOCOLS[args.protocol]
     if args.predictions:
         if args.model:
             raise UserError("give either --predictions (re-score) or --model (generate), not both")
@@ -32,19 +55,30 @@ def run(args):
 
         summary = rescore(args.predictions, args.out)
     else:
-        if not args.model or not args.data_dir:
-            raise UserError("--model and --data_dir are required (or --predictions FILE to re-score)")
+        if not args.model:
+            raise UserError("--model is required (or --predictions FILE to re-score)")
         if args.limit is not None and args.limit < 1:
             raise UserError(f"--limit must be positive, got {args.limit}")
         from orca_jax.data.system_messages import erased_system_message
-        from orca_jax.evaluation.benchmarks import load_examples
+        from orca_jax.evaluation import data_sources
+        from orca_jax.evaluation.benchmarks import load_examples, parse_specs, task_file
         from orca_jax.evaluation.runner import evaluate
         from orca_jax.model.loading import load_model
 
-        examples = load_examples(args.data_dir, args.benchmarks, args.limit)  # bad data fails before the model loads
+        specs = args.benchmarks.split(",") if args.benchmarks else list(protocol.benchmarks)
+        specs = [s for s in specs if s.strip()]
+        if args.data_dir:
+            data_dir = args.data_dir
+            provenance = data_sources.describe_local(data_dir, [task_file(b, t) for b, t in parse_specs(data_dir, specs)])
+        else:
+            data_dir, provenance = _fetched_data(args, specs)
+        examples = load_examples(data_dir, specs, args.limit)  # bad data fails before the model loads
+        system, variant = args.system or protocol.system, args.variant or protocol.variant
         model = load_model(args.model, dtype=args.dtype)
         summary = evaluate(model.config, model.params, model.tokenizer, examples, out_dir=args.out,
-                           system=erased_system_message(args.system), variant=args.variant, batch_size=args.batch_size,
-                           max_new_tokens=args.max_new_tokens)
+                           system=erased_system_message(system), variant=variant, batch_size=args.batch_size,
+                           max_new_tokens=args.max_new_tokens,
+                           meta={"protocol": dict(protocol.describe(), system=system, variant=variant),
+                                 "data": provenance})
     print(summary_markdown(summary), end="")
     print(f"wrote {', '.join(os.path.join(args.out, f) for f in ('predictions.jsonl', 'summary.json', 'summary.md', 'summary.csv'))}")

@@ -39,6 +39,11 @@ BENCHMARKS = ("bbh", "agieval", "gsm8k", "mc")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+def task_file(benchmark: str, task: str) -> str:
+    """A task's file under --data_dir, e.g. bbh/navigate.json."""
+    return f"{benchmark}/{task}" + (".json" if benchmark == "bbh" else ".jsonl")
+
+
 @dataclass(frozen=True)
 class Example:
     benchmark: str
@@ -61,7 +66,7 @@ def _field(where: str, row: dict, name: str, kind: type | tuple[type, ...]):
 
 
 def read_bbh(data_dir: str, task: str) -> list[Example]:
-    path = os.path.join(data_dir, "bbh", f"{task}.json")
+    path = os.path.join(data_dir, task_file("bbh", task))
     with open(path, encoding="utf-8") as f:
         try:
             examples = json.load(f)["examples"]
@@ -75,7 +80,7 @@ def read_bbh(data_dir: str, task: str) -> list[Example]:
 
 
 def read_agieval(data_dir: str, task: str) -> list[Example]:
-    path = os.path.join(data_dir, "agieval", f"{task}.jsonl")
+    path = os.path.join(data_dir, task_file("agieval", task))
     examples = []
     for line_no, row in read_jsonl(path):
         where, key = f"{path}:{line_no}", f"{task}/{line_no - 1}"
@@ -89,7 +94,7 @@ def read_agieval(data_dir: str, task: str) -> list[Example]:
 
 
 def read_gsm8k(data_dir: str, task: str) -> list[Example]:
-    path = os.path.join(data_dir, "gsm8k", f"{task}.jsonl")
+    path = os.path.join(data_dir, task_file("gsm8k", task))
     examples = []
     for line_no, row in read_jsonl(path):
         target, ok = extract_gsm8k_strict(_field(f"{path}:{line_no}", row, "answer", str))
@@ -100,7 +105,7 @@ def read_gsm8k(data_dir: str, task: str) -> list[Example]:
 
 
 def read_mc(data_dir: str, task: str) -> list[Example]:
-    path = os.path.join(data_dir, "mc", f"{task}.jsonl")
+    path = os.path.join(data_dir, task_file("mc", task))
     examples = []
     for line_no, row in read_jsonl(path):
         choices = _field(f"{path}:{line_no}", row, "choices", list)

@@ -1,13 +1,17 @@
 """Zero-shot prompts for evaluation: benchmark question -> chat messages.
 
 As in the Orca papers: no exemplars, any system message (empty by default; Orca 2 used
-its cautious message), the model's own chat template. Two variants:
+its cautious message), the model's own chat template. Three variants:
 
 - `zero_shot`: the question plus the answer format the benchmark's extraction rule
   reads (AGIEval keeps its official zero-shot context, which ends "the answer is").
 - `step_by_step`: the same with "Let's think step by step." (Kojima et al.), and for
   AGIEval its zero-shot-CoT context with AGIEval's second-stage answer sentence asked for
   at the end, so one pass replaces AGIEval's two.
+- `plain`: the benchmark's question as it stands, no answer-format instruction (BBH and
+  GSM8K); AGIEval's official zero-shot context. The papers' protocols
+  (`orca_jax.evaluation.protocols`) ask this way: zero-shot, without CoT, and parse the
+  free-form answer leniently.
 
 Generation is never stopped on a text sequence (lm-eval's "\\n\\n" stop would cut an
 explanation short): only the model's end-of-turn token ends an answer.
@@ -15,7 +19,7 @@ explanation short): only the model's end-of-turn token ends an answer.
 
 from orca_jax.evaluation.benchmarks import Example
 
-VARIANTS = ("zero_shot", "step_by_step")
+VARIANTS = ("zero_shot", "step_by_step", "plain")
 STEP_BY_STEP = "Let's think step by step."
 
 
@@ -34,15 +38,17 @@ def user_message(example: Example, variant: str = "zero_shot") -> str:
     cot = variant == "step_by_step"
     if example.options:  # AGIEval multiple choice and generic mc
         last = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[len(example.options) - 1]
-        if not cot:
+        if not cot:  # zero_shot and plain: AGIEval's own zero-shot context
             return _choice_block(example) + f"\nA: Among A through {last}, the answer is"
         # A placeholder such as "(X)" gets copied verbatim by small models; name the letters.
         return (_choice_block(example) + f"\n{STEP_BY_STEP} End your response with \"Therefore, among A "
                 f"through {last}, the answer is\" followed by the letter of your choice.")
     if example.benchmark == "agieval":  # math (cloze)
-        if not cot:
+        if not cot:  # zero_shot and plain
             return _question(example) + "\nA: The answer is"
         return _question(example) + f"\nA: {STEP_BY_STEP} Put the final answer in \\boxed{{}}."
+    if variant == "plain":
+        return example.question
     if example.benchmark == "gsm8k":
         hint = 'End your response with the final answer on its own line as "#### <number>".'
     else:  # bbh

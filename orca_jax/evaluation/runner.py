@@ -23,9 +23,10 @@ from orca_jax import partitioning
 from orca_jax.decoding import generate
 from orca_jax.errors import UserError
 from orca_jax.evaluation.benchmarks import Example
+from orca_jax.evaluation.extraction import bbh_options
 from orca_jax.evaluation.prompts import chat_messages
 from orca_jax.evaluation.scoring import read_predictions, score_record, summarize
-from orca_jax.evaluation.tables import write_predictions, write_summary
+from orca_jax.evaluation.tables import benchmark_entries, write_predictions, write_summary
 from orca_jax.model.config import DecoderConfig
 from orca_jax.model.decoder import param_logical_axes
 
@@ -83,12 +84,14 @@ def predict(config: DecoderConfig, params, tokenizer, examples: list[Example], *
                   "prediction": text, "target": example.target}
         if example.benchmark == "mc":
             record["num_choices"] = len(example.options)
+        if example.benchmark == "bbh" and bbh_options(example.question):
+            record["options"] = bbh_options(example.question)  # lets the lenient rule read an option's text
         records.append(score_record(record))
     return records
 
 
-def _finish(records: list[dict], out_dir: str | None) -> dict:
-    summary = summarize(records)
+def _finish(records: list[dict], out_dir: str | None, meta: dict | None = None) -> dict:
+    summary = dict(meta or {}, **summarize(records))
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         write_predictions(os.path.join(out_dir, "predictions.jsonl"), records)
@@ -98,20 +101,21 @@ def _finish(records: list[dict], out_dir: str | None) -> dict:
 
 def evaluate(config: DecoderConfig, params, tokenizer, examples: list[Example], *, out_dir: str | None = None,
              system: str | None = "", variant: str = "zero_shot", batch_size: int = 8, max_new_tokens: int = 512,
-             progress: bool = True) -> dict:
+             progress: bool = True, meta: dict | None = None) -> dict:
     """Generates, scores and (with `out_dir`) writes predictions and summaries; returns the summary.
 
     `examples` come from `benchmarks.load_examples`; a trainer reads them once and calls this
-    with its current parameters at every evaluation step."""
+    with its current parameters at every evaluation step. `meta` (`tables.META_KEYS`: the
+    protocol, the data's provenance) is written into the summary beside the benchmarks."""
     records = predict(config, params, tokenizer, examples, system=system, variant=variant, batch_size=batch_size,
                       max_new_tokens=max_new_tokens, progress=progress)
-    return _finish(records, out_dir)
+    return _finish(records, out_dir, meta)
 
 
 def summary_scalars(summary: dict) -> dict[str, float]:
     """Flat `{"<benchmark>/average": ..., "<benchmark>/<task>": accuracy}` for metric writers."""
     scalars = {}
-    for benchmark, entry in summary.items():
+    for benchmark, entry in benchmark_entries(summary).items():
         scalars[f"{benchmark}/average"] = entry["average"]
         scalars.update({f"{benchmark}/{task}": t["accuracy"] for task, t in entry["tasks"].items()})
     return scalars
