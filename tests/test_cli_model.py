@@ -60,23 +60,38 @@ def test_convert_to_hf_reloads_in_transformers_with_same_logits(tiny_gguf, hf_ex
     assert np.abs(logits - ref_logits).max() <= 1e-4
 
 
+def _chat_ids(ref_tokenizer, messages, **kwargs):
+    ids = ref_tokenizer.apply_chat_template(messages, tokenize=True, **kwargs)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
 def test_score_matches_transformers(tiny_gguf, hf_export, capsys):
     _, reference, ref_tokenizer = hf_export
-    for extra, text in [((), "The cat sat on the mat."), (("--chat",), "What is 2+3?")]:
+    user = {"role": "user", "content": "What is 2+3?"}
+    reply = {"role": "assistant", "content": "2+3 = 5."}
+    for extra, text in [((), "The cat sat on the mat."), (("--chat",), user["content"]),
+                        (("--assistant", reply["content"]), user["content"])]:
         code, out, _ = _run(capsys, "score", "--model", tiny_gguf, "--text", text, *extra)
         assert code == 0
         result = json.loads(out)
-        if extra:
-            expected_ids = ref_tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True)
-            expected_ids = list(expected_ids["input_ids"] if hasattr(expected_ids, "keys") else expected_ids)
-        else:
+        if not extra:
             expected_ids = ref_tokenizer(text)["input_ids"]
+        else:
+            expected_ids = _chat_ids(ref_tokenizer, [user] + ([reply] if "--assistant" in extra else []))
         assert result["token_ids"] == expected_ids
+        assert result["tokens"] == [ref_tokenizer.decode([i]) for i in expected_ids]
         with torch.no_grad():
             logits = reference(torch.tensor([expected_ids])).logits[0].double()
         ref_logprobs = torch.log_softmax(logits, -1)[:-1].gather(1, torch.tensor(expected_ids[1:])[:, None])[:, 0]
-        assert len(result["logprobs"]) == len(expected_ids) - 1
-        np.testing.assert_allclose(result["logprobs"], ref_logprobs.numpy(), atol=1e-4)
+        assert len(result["logprobs"]) == len(expected_ids) and result["logprobs"][0] is None  # nothing predicts token 0
+        assert "no context" in result["note"]
+        np.testing.assert_allclose(result["logprobs"][1:], ref_logprobs.numpy(), atol=1e-4)
+        assert result["total_logprob"] == pytest.approx(float(ref_logprobs.sum()), abs=1e-3)
+        if "--assistant" in extra:  # log p(reply | prompt): the tokens after the generation prompt
+            start = len(_chat_ids(ref_tokenizer, [user], add_generation_prompt=True))
+            assert result["assistant"]["first_token"] == start
+            assert ref_tokenizer.decode(expected_ids[start:]).startswith(reply["content"])
+            assert result["assistant"]["logprob"] == pytest.approx(float(ref_logprobs[start - 1:].sum()), abs=1e-3)
 
 
 def test_generate_greedy_matches_transformers(tiny_gguf, hf_export, capsys):

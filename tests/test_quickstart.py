@@ -28,9 +28,15 @@ def out_dir(tmp_path_factory):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| average |" in proc.stdout or "**average**" in proc.stdout
-    with open(out + ".stderr", "w") as f:
-        f.write(proc.stderr)
+    for stream in ("stdout", "stderr"):
+        with open(f"{out}.{stream}", "w") as f:
+            f.write(getattr(proc, stream))
     return out
+
+
+def test_terminal_table_names_its_split(out_dir):
+    stdout = open(out_dir + ".stdout").read()
+    assert f"Accuracy (%) on the in_distribution split ({CI.eval_per_family} new instances per family" in stdout
 
 
 def test_quickstart_logs_no_warning_or_error(out_dir):

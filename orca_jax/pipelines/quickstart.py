@@ -109,7 +109,8 @@ def run_quickstart(out_dir: str, cfg: QuickstartConfig = PRESETS["full"], log=pr
     tables = {split: accuracy_table(columns[split]) for split in columns}
     with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
         f.write(_markdown(results, tables, step_table(results["step_diagnostics"]["in_distribution"]["student"])))
-    log("Accuracy (%) on new instances at the training difficulty (the headline):\n" + tables["in_distribution"])
+    log(f"Accuracy (%) on the in_distribution split ({cfg.eval_per_family} new instances per family at the training "
+        f"difficulty; the harder held_out split is in results.md):\n" + tables["in_distribution"])
     log(f"Results: {os.path.join(out_dir, 'results.md')}")
     return results
 

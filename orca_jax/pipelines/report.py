@@ -24,39 +24,61 @@ def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
 
 def plot_training(scalars: dict[str, dict[str, list[tuple[int, float]]]], curves: dict[str, list[dict]], path: str,
                   boundaries: dict[str, list[int]] | None = None, loss_labels: dict[str, str] | None = None) -> None:
-    """Two panels: each run's training loss (from TensorBoard scalars), and its accuracy during
-    training (`curves`: `{"step", "bbh/average", "bbh/<task>"}` per evaluation; the average
-    solid, each task thin). Dotted lines mark curriculum stage boundaries."""
+    """`training_figure` written to `path` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = training_figure(scalars, curves, boundaries, loss_labels)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def training_figure(scalars: dict[str, dict[str, list[tuple[int, float]]]], curves: dict[str, list[dict]],
+                    boundaries: dict[str, list[int]] | None = None, loss_labels: dict[str, str] | None = None):
+    """One loss panel per run (from TensorBoard scalars): runs that train on different token
+    sets (explanations vs answers only) have losses that are not comparable on one axis. Then,
+    where any run has `curves` (`{"step", "bbh/average", "bbh/<task>"}` per evaluation), a panel
+    of accuracy during training: each run's average solid, each task thin. Dotted lines mark
+    curriculum stage boundaries, labelled with the stage that starts there."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for run in scalars:
-        points = scalars[run].get("loss", [])
-        if points:
-            line, = ax_loss.plot(*zip(*points), label=(loss_labels or {}).get(run, run))
-        color = line.get_color() if points else None
-        curve = curves.get(run, [])
-        if curve:
+    runs = [run for run in scalars if scalars[run].get("loss")]
+    with_curves = [run for run in scalars if curves.get(run)]
+    panels = len(runs) + bool(with_curves)
+    fig, axes = plt.subplots(1, max(panels, 1), figsize=(5.5 * max(panels, 1), 4), squeeze=False)
+    colors = {run: f"C{k}" for k, run in enumerate(scalars)}
+    for ax, run in zip(axes[0], runs):
+        ax.plot(*zip(*scalars[run]["loss"]), marker=".", color=colors[run])
+        ax.set(title=f"training loss: {(loss_labels or {}).get(run, run)}", xlabel="training step",
+               ylabel="cross-entropy on trained tokens (nats)", yscale="log")
+        _mark_stages(ax, (boundaries or {}).get(run, []), colors[run])
+    if with_curves:
+        ax_acc = axes[0][len(runs)]
+        for run in with_curves:
+            curve = curves[run]
             steps = [c["step"] for c in curve]
-            ax_acc.plot(steps, [c["bbh/average"] for c in curve], marker="o", color=color, label=f"{run}: average")
+            ax_acc.plot(steps, [c["bbh/average"] for c in curve], marker="o", color=colors[run],
+                        label=f"{run}: average")
             for task in sorted(k for k in curve[0] if k.startswith("bbh/") and k != "bbh/average"):
-                ax_acc.plot(steps, [c[task] for c in curve], linewidth=0.8, alpha=0.5, color=color)
-        for ax in (ax_loss, ax_acc):
-            for step in (boundaries or {}).get(run, []):
-                ax.axvline(step, linestyle=":", color=color or "grey")
-    ax_loss.set(title="training loss (dotted: stage boundary)", xlabel="step", ylabel="loss on trained tokens",
-                yscale="log")
-    ax_acc.set(title="accuracy during training (thin: each family)", xlabel="step", ylabel="accuracy (%)",
-               ylim=(-2, 102))
-    for ax in (ax_loss, ax_acc):
-        if ax.lines:
-            ax.legend(fontsize=8)
+                ax_acc.plot(steps, [c[task] for c in curve], linewidth=0.8, alpha=0.5, color=colors[run])
+            _mark_stages(ax_acc, (boundaries or {}).get(run, []), colors[run], label_run=run)
+        ax_acc.set(title="accuracy during training (thin: each task)", xlabel="training step",
+                   ylabel="accuracy (%)", ylim=(-2, 102))
+        ax_acc.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def _mark_stages(ax, starts: list[int], color: str, label_run: str | None = None) -> None:
+    """A dotted line at each stage boundary, labelled "stage k+1 starts" (named after the run
+    where several runs share the axes)."""
+    for k, step in enumerate(starts):
+        ax.axvline(step, linestyle=":", color=color)
+        text = f"{label_run}: stage {k + 2}" if label_run else f"stage {k + 2} starts"
+        ax.annotate(text, xy=(step, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                    textcoords="offset points", fontsize=8, color=color)
 
 
 def accuracy_table(columns: dict[str, dict[str, float]], row_label: str = "task") -> str:
