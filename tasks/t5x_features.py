@@ -82,8 +82,7 @@ def register_t5x_trace_tasks(trace_task_names: list[str] | None = None) -> list[
             _replace(seqio.TaskRegistry, name)
             seqio.TaskRegistry.add_provider(name, seqio.Task(
                 name, source=_source(trace_task), output_features=features,
-                preprocessors=[*trace_task.preprocessors, _layout_preprocessor(name, layout, signature)],
-                shuffle_buffer_size=None))
+                preprocessors=[*trace_task.preprocessors, _layout_preprocessor(name, layout, signature)]))
             names.append(name)
     for mixture_name in list(seqio.MixtureRegistry.names()):
         mixture = seqio.get_mixture_or_task(mixture_name)

@@ -57,6 +57,19 @@ def logical_axis_rules() -> tuple:
     return LOGICAL_AXIS_RULES
 
 
+@gin.configurable
+def logical_factor_rules():
+    """t5x Adafactor's factorization rules extended to orca-jax's names (the per-head kernels
+    are rank 3): `Adafactor(logical_factor_rules=...)`."""
+    from orca_jax.t5x import import_t5x
+
+    adafactor = import_t5x("t5x.adafactor")
+    rules = dict(adafactor.standard_logical_factor_rules())
+    rules.update(kv_heads=adafactor.FactorDim.COLUMN, head_dim=adafactor.FactorDim.COLUMN,
+                 norm=adafactor.FactorDim.NONE)
+    return rules
+
+
 def orca_layout(target_tokens, segment_ids=None, positions=None):
     """(segment_ids, positions) for orca-jax's decoder from t5x's features: each segment's first
     slot (the placeholder input) gets segment -s, the others keep s, and positions drop by one.
@@ -114,7 +127,9 @@ class T5XDecoder(nn.Module):
             raise UserError("T5XDecoder: t5x's cached decoding (predict_batch) is not supported; "
                             "generate with orca-jax (`orca-jax generate` / `eval`) after `orca-jax convert`")
         segment_ids, positions = orca_layout(decoder_target_tokens, decoder_segment_ids, decoder_positions)
-        return _UnboxedDecoder(self.config, name=PARAMS_ROOT)(decoder_input_tokens, positions, segment_ids)
+        # DecoderOnlyModel.get_initial_variables makes float tokens unless given input_types
+        tokens = decoder_input_tokens.astype(jnp.int32)
+        return _UnboxedDecoder(self.config, name=PARAMS_ROOT)(tokens, positions, segment_ids)
 
 
 @gin.configurable
