@@ -157,6 +157,10 @@ def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransf
     were (metrics["finite"] says so); the loop then stops or skips."""
     model = decoder.Decoder(model_config)
     teacher = decoder.Decoder(teacher_config) if teacher_config is not None else None
+    # Gradients and their accumulator pinned to the parameters' shardings (one shard per
+    # device), whatever layout XLA's sharding propagation would pick for them.
+    grad_shardings = param_shardings(model_config, mesh, rules)[1]
+    like_params = functools.partial(jax.lax.with_sharding_constraint, shardings=grad_shardings)
 
     def microbatch_grads(params, teacher_params, mb):
         teacher_logits = None
@@ -168,7 +172,7 @@ def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransf
             sums = forward_loss_sums(model, loss_cfg, p, mb, teacher_logits, num_sources=len(source_names))
             return sums["objective"], sums
         (_, sums), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        return grads, sums
+        return like_params(grads), sums
 
     def train_step(state: TrainState, batch: dict, teacher_params):
         weight = jnp.sum(batch["loss_weights"].astype(jnp.float32))
@@ -178,13 +182,19 @@ def make_train_step(model_config: DecoderConfig, optimizer: optax.GradientTransf
             mbs = split_microbatches(batch, num_microbatches, mesh, rules)
 
             def body(carry, mb):
-                g, s = microbatch_grads(state.params, teacher_params, mb)
-                return jax.tree_util.tree_map(jnp.add, carry, (g, s)), None
+                # Tied to this microbatch, the (teacher's and student's) parameters are not
+                # loop-invariant, so XLA cannot hoist their all-gathers out of the loop, which
+                # would hold every layer's gathered weights for the whole accumulation; each
+                # layer gathers its weights when it runs, as with one microbatch.
+                params, frozen, mb = jax.lax.optimization_barrier((state.params, teacher_params, mb))
+                g, s = microbatch_grads(params, frozen, mb)
+                g_sum, s_sum = jax.tree_util.tree_map(jnp.add, carry, (g, s))
+                return (like_params(g_sum), s_sum), None
 
             zero = jax.eval_shape(microbatch_grads, state.params, teacher_params,
                                   jax.tree_util.tree_map(lambda x: x[0], mbs))
-            zero = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), zero)
-            (grads, sums), _ = jax.lax.scan(body, zero, mbs)
+            zero_grads, zero_sums = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), zero)
+            (grads, sums), _ = jax.lax.scan(body, (like_params(zero_grads), zero_sums), mbs)
         # the single division: every term is a weighted sum over the whole global batch
         denom = jnp.maximum(weight, 1.0)
         grads = jax.tree_util.tree_map(lambda g: g / denom, grads)
