@@ -23,6 +23,7 @@ COMMANDS = {
     "train": ("train", "train a student from gin files (t5x-style --gin_file / --gin.NAME=VALUE)"),
     "plan": ("plan", "compile a gin run ahead of time for N simulated devices: memory per device, FLOPs, step and stage times"),
     "eval": ("eval", "zero-shot BBH / AGIEval / GSM8K with official-equivalent scoring, or re-score a predictions file"),
+    "decontaminate": ("decontaminate", "benchmark test items found in teacher traces (13-gram overlap), optionally filtered out"),
     "answer-prompts": ("answer_prompts", "a model's answers to open-ended prompt sets (Vicuna-80, Self-Instruct), for judge"),
     "judge": ("judge", "GPT-4-as-judge: candidate answers scored against references, both orders, in percent"),
     "serve": ("serve", "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/models) for a local model"),

@@ -5,6 +5,7 @@ existing predictions file with the same rules."""
 import os
 
 from orca_jax.errors import UserError
+from orca_jax.evaluation.data_sources import add_data_arguments
 from orca_jax.evaluation.prompts import VARIANTS
 from orca_jax.evaluation.protocols import PROTOCOLS
 from orca_jax.evaluation.tables import summary_markdown
@@ -18,12 +19,7 @@ def add_arguments(parser):
     parser.add_argument("--benchmarks", default=None,
                         help="comma-separated: bbh, agieval, gsm8k, mc, or one task as bbh:navigate "
                              "(default: the protocol's)")
-    parser.add_argument("--data_dir", help="folder with bbh/, agieval/, gsm8k/, mc/ in their official layouts "
-                                           "(default: the official files, fetched once into --data_cache)")
-    parser.add_argument("--data_cache", default=None, help="where fetched benchmark files are kept "
-                                                           "(default: $XDG_CACHE_HOME or ~/.cache, /orca-jax/benchmarks)")
-    parser.add_argument("--data_mirror", default=None,
-                        help="fetch from this local folder (<owner>/<repo>/<commit>/<path>) instead of GitHub")
+    add_data_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder: predictions.jsonl, summary.{json,md,csv}")
     parser.add_argument("--predictions", help="re-score this predictions JSONL instead of running a model")
     parser.add_argument("--limit", type=int, default=None, help="first N examples of each task")
@@ -34,16 +30,6 @@ def add_arguments(parser):
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--max_new_tokens", type=int, default=512)
     parser.add_argument("--dtype", default=None, help="compute dtype, e.g. bfloat16 (default: the model's)")
-
-
-def _fetched_data(args, specs: list[str]) -> tuple[str, dict]:
-    """The cache folder holding the official files the specs need, and their provenance."""
-    from orca_jax.evaluation import data_sources
-
-    source = data_sources.MirrorSource(args.data_mirror) if args.data_mirror else None
-    benchmarks = list(dict.fromkeys(spec.strip().partition(":")[0] for spec in specs))
-    cache = args.data_cache or data_sources.default_cache_dir()
-    return cache, data_sources.ensure_benchmarks(benchmarks, cache, source)
 
 
 def run(args):
@@ -71,7 +57,8 @@ def run(args):
             data_dir = args.data_dir
             provenance = data_sources.describe_local(data_dir, [task_file(b, t) for b, t in parse_specs(data_dir, specs)])
         else:
-            data_dir, provenance = _fetched_data(args, specs)
+            benchmarks = list(dict.fromkeys(spec.strip().partition(":")[0] for spec in specs))
+            data_dir, provenance = data_sources.fetched_benchmarks(benchmarks, args.data_cache, args.data_mirror)
         examples = load_examples(data_dir, specs, args.limit)  # bad data fails before the model loads
         system, variant = args.system or protocol.system, args.variant or protocol.variant
         model = load_model(args.model, dtype=args.dtype)

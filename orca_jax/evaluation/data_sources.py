@@ -171,3 +171,20 @@ def describe_local(data_dir: str, names: list[str]) -> dict:
     """Provenance of files read from a user's --data_dir: their sha256."""
     return {"dir": data_dir, "files": {name: {"sha256": sha256_of(os.path.join(data_dir, name))} for name in names
                                        if os.path.exists(os.path.join(data_dir, name))}}
+
+
+def fetched_benchmarks(benchmarks: list[str], cache_dir: str | None = None, mirror: str | None = None) -> tuple[str, dict]:
+    """`--data_cache` / `--data_mirror` as commands take them -> (the cache folder holding
+    every file of `benchmarks`, their provenance)."""
+    cache = cache_dir or default_cache_dir()
+    return cache, ensure_benchmarks(benchmarks, cache, MirrorSource(mirror) if mirror else None)
+
+
+def add_data_arguments(parser) -> None:
+    """--data_dir, --data_cache and --data_mirror, as `eval` and `decontaminate` take them."""
+    parser.add_argument("--data_dir", help="folder with bbh/, agieval/, gsm8k/, mc/ in their official layouts "
+                                           "(default: the official files, fetched once into --data_cache)")
+    parser.add_argument("--data_cache", default=None, help="where fetched benchmark files are kept "
+                                                           "(default: $XDG_CACHE_HOME or ~/.cache, /orca-jax/benchmarks)")
+    parser.add_argument("--data_mirror", default=None,
+                        help="fetch from this local folder (<owner>/<repo>/<commit>/<path>) instead of GitHub")
