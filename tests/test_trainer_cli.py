@@ -30,7 +30,12 @@ def test_train_command_on_a_prepared_cache(tmp_path, capsys):
                "--gin.MIXTURE_OR_TASK_NAME='toy_task'", f"--gin.data_loader.cache_root='{tmp_path / 'cache'}'",
                "--gin.TRAIN_STEPS=3", "--gin.SEQUENCE_LENGTH=32", "--gin.BATCH_SIZE=8",
                "--gin_bindings=model_config.vocab_size = 256", "--gin.Monitor.progress_bar=False"])
-    assert rc == 0, capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    # the last line names where everything is: each path it names exists
+    assert out.strip().splitlines()[-1] == (f"done: MODEL_DIR {model_dir}; last checkpoint {model_dir}/checkpoints/3; "
+                                            f"summary {model_dir}/summary.json")
+    assert (model_dir / "checkpoints" / "3" / "params").is_dir()
     summary = json.loads((model_dir / "summary.json").read_text())
     assert summary["final_step"] == 3 and summary["tokens_seen"] > 0
     assert len(summary["params_sha256"]) == 64

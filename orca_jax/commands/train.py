@@ -1,6 +1,7 @@
 """orca-jax train --gin_file=FILE [--gin_file=...] [--gin.NAME=VALUE ...] [multi-host flags]"""
 
 import argparse
+import os
 
 GIN_PREFIX = "--gin."
 
@@ -40,4 +41,12 @@ def run(args) -> int:
                                         auto_detect=args.auto_distributed)
     gin_setup.parse(args.gin_file, args.gin_bindings)
     summary = gin_setup.call(curriculum.train)
-    return 143 if summary.get("preempted") else 0
+    model_dir = os.path.abspath(gin_setup.bound_value("train.model_dir"))
+    # every stage ends with a checkpoint at its last step, and a preempted run saves where it stopped
+    checkpoint = os.path.join(model_dir, "checkpoints", str(summary["final_step"]))
+    if summary.get("preempted"):
+        print(f"stopped at step {summary['final_step']} (preempted); checkpoint {checkpoint}: "
+              f"run the same command to resume")
+        return 143
+    print(f"done: MODEL_DIR {model_dir}; last checkpoint {checkpoint}; summary {os.path.join(model_dir, 'summary.json')}")
+    return 0

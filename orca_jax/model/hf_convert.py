@@ -152,10 +152,21 @@ def save_hf_folder(path, config: DecoderConfig, params, *, generation_config: di
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as fh:
         json.dump({**config.to_hf_config(), **(extra_config or {})}, fh, indent=2)
-    save_file(params_to_hf(config, params), os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    weights = os.path.join(path, "model.safetensors")
+    save_file(params_to_hf(config, params), weights, metadata={"format": "pt"})
+    # safetensors >= 0.8 writes through a temporary file created 0600 and renames it into place
+    # (safetensors/safetensors#782): give the file the mode open() gives config.json beside it
+    os.chmod(weights, 0o666 & ~_umask())
     if generation_config is not None:
         with open(os.path.join(path, "generation_config.json"), "w", encoding="utf-8") as fh:
             json.dump(generation_config, fh, indent=2)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def resize_vocab(config: DecoderConfig, params, new_vocab_size: int, rng) -> tuple[DecoderConfig, dict]:

@@ -67,6 +67,14 @@ def call(configurable, *args, **kwargs):
         raise UserError(str(e).split("\n  In call to configurable")[0]) from None
 
 
+def bound_value(binding: str):
+    """The value a parsed binding (e.g. "train.model_dir") holds, through the macros it names."""
+    value = gin.query_parameter(binding)
+    while isinstance(value, gin.config.ConfigurableReference) and value.configurable.wrapped is gin.config.macro:
+        value = gin.query_parameter("%" + value.scoped_selector.rsplit("/", 1)[0])
+    return value
+
+
 def _explain(error: Exception) -> str:
     """gin's message on one line (without the whole parsed config it appends after "in config
     string:"), with the closest valid name for an unknown configurable, parameter or macro."""
