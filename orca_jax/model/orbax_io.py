@@ -80,17 +80,22 @@ def is_model_folder(directory) -> bool:
 def load_model_folder(directory) -> tuple[DecoderConfig, dict, Tokenizer, str]:
     """(config, params, tokenizer, params_path) from an exported folder or a trainer MODEL_DIR."""
     directory = os.path.abspath(os.fspath(directory))
+    config = read_model_config(directory)
+    tokenizer = load_tokenizer(os.path.join(directory, TOKENIZER_DIR))
+    params_path = _params_path(directory)
+    return config, restore_params(params_path, config), tokenizer, params_path
+
+
+def read_model_config(directory: str) -> DecoderConfig:
+    """The DecoderConfig of `directory`/model_config.json."""
     config_path = os.path.join(directory, CONFIG_FILE)
     if not os.path.isfile(config_path):
         raise UserError(f"{directory}: no {CONFIG_FILE} (not a model folder of this project)")
     try:
         with open(config_path, encoding="utf-8") as f:
-            config = DecoderConfig.from_hf_config(json.load(f))
+            return DecoderConfig.from_hf_config(json.load(f))
     except json.JSONDecodeError as e:
         raise UserError(f"{config_path}:{e.lineno}: invalid JSON: {e.msg}") from None
-    tokenizer = load_tokenizer(os.path.join(directory, TOKENIZER_DIR))
-    params_path = _params_path(directory)
-    return config, restore_params(params_path, config), tokenizer, params_path
 
 
 def _params_path(directory: str) -> str:

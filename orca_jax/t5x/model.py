@@ -135,32 +135,38 @@ class T5XDecoder(nn.Module):
 @gin.configurable
 def decoder_only_model(config: DecoderConfig, tokenizer_path: str, optimizer_def, *, template: str = "chatml",
                        z_loss: float = 0.0, model_dir: str | None = None):
-    """`t5x.models.DecoderOnlyModel` over orca-jax's decoder, its vocabulary and loss layout.
-
-    The loss is normalised by the total loss weight, as orca-jax's trainer does. With
-    `model_dir`, `model_config.json` and `tokenizer/` are written there (once) for `orca-jax convert`."""
+    """`t5x.models.DecoderOnlyModel` over orca-jax's decoder, the tokenizer at `tokenizer_path`
+    (with the template's tokens added, as the trace tasks tokenize) and orca-jax's loss layout.
+    With `model_dir`, `model_config.json` and `tokenizer/` are written there (once) for
+    `orca-jax convert`."""
     from orca_jax.data.chat import ensure_template_tokens
     from orca_jax.data.tokenizer import load_tokenizer
-    from orca_jax.t5x import import_t5x
-    from orca_jax.t5x.features import WeightedLMFeatureConverter
-    from orca_jax.t5x.vocabulary import TokenizerVocabulary
 
-    models = import_t5x("t5x.models")
     tokenizer = load_tokenizer(tokenizer_path)
-    ensure_template_tokens(tokenizer, template)  # as the trace tasks tokenize
-    if tokenizer.vocab_size > config.vocab_size:
-        raise UserError(f"{tokenizer_path}: the tokenizer has {tokenizer.vocab_size} ids (with the {template} "
-                        f"template's tokens), more than the model's vocab_size {config.vocab_size}")
+    ensure_template_tokens(tokenizer, template)
     if model_dir:
         from orca_jax.model.orbax_io import is_model_folder, write_model_metadata
 
         os.makedirs(model_dir, exist_ok=True)
         if not is_model_folder(model_dir):
             write_model_metadata(model_dir, config, tokenizer)
+    return t5x_model(config, tokenizer, optimizer_def, end_of_turn_id(tokenizer, template), z_loss=z_loss)
+
+
+def t5x_model(config: DecoderConfig, tokenizer, optimizer_def, eos_id: int | None = None, z_loss: float = 0.0):
+    """The DecoderOnlyModel: the loss is normalised by the total loss weight, as orca-jax's trainer
+    does, and batches come from `WeightedLMFeatureConverter`."""
+    from orca_jax.t5x import import_t5x
+    from orca_jax.t5x.features import WeightedLMFeatureConverter
+    from orca_jax.t5x.vocabulary import TokenizerVocabulary
+
+    models = import_t5x("t5x.models")
+    if tokenizer.vocab_size > config.vocab_size:
+        raise UserError(f"the tokenizer has {tokenizer.vocab_size} ids, more than the model's vocab_size "
+                        f"{config.vocab_size}")
     return models.DecoderOnlyModel(
-        module=T5XDecoder(config), vocabulary=TokenizerVocabulary(tokenizer, end_of_turn_id(tokenizer, template)),
-        optimizer_def=optimizer_def, feature_converter_cls=WeightedLMFeatureConverter, z_loss=z_loss,
-        loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
+        module=T5XDecoder(config), vocabulary=TokenizerVocabulary(tokenizer, eos_id), optimizer_def=optimizer_def,
+        feature_converter_cls=WeightedLMFeatureConverter, z_loss=z_loss, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
 
 
 def end_of_turn_id(tokenizer, template: str) -> int | None:
