@@ -23,6 +23,19 @@ def reads(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def stop_checks(monkeypatch):
+    """How often the loop asked whether to stop (across processes: an allgather each time)."""
+    calls = []
+    agreed = trainer.GracefulStop.agreed
+
+    def spy(self):
+        calls.append(1)
+        return agreed(self)
+    monkeypatch.setattr(trainer.GracefulStop, "agreed", spy)
+    return calls
+
+
 def run(tmp_path, name, every):
     summary = curriculum.train(model_dir=str(tmp_path / name), loader_fn=ts.poisoned_loader(5),
                                skip_nonfinite=True, metrics_every_steps=every)
@@ -34,15 +47,18 @@ def run(tmp_path, name, every):
     return summary, scalars
 
 
-def test_reading_every_4_steps_gives_the_every_step_run(tmp_path, reads):
+def test_reading_every_4_steps_gives_the_every_step_run(tmp_path, reads, stop_checks):
     # A NaN at step 5 (skipped) so that skipped-step counting goes through the batched read too.
     ts.parse_tiny_gin(tmp_path, "TRAIN_STEPS = 16\nCheckpointer.save_every_steps = 8\nMonitor.log_every = 8\n")
     every_step, every_step_scalars = run(tmp_path, "every_step", 1)
     assert reads == [[s] for s in range(1, 17)]
     reads.clear()
+    stop_checks.clear()
     batched, batched_scalars = run(tmp_path, "batched", 4)
     # step 1: orbax saves a run's first step
     assert reads == [[1], [2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]
+    # the stop signal is agreed on at those reads only (not at the stage's last step, which ends anyway)
+    assert len(stop_checks) == len(reads) - 1
 
     assert batched == every_step  # params hash, final loss, tokens seen, skipped steps
     assert batched["stages"][0]["skipped_steps"] == 1

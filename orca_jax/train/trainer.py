@@ -365,8 +365,8 @@ def run_steps(step_fn: ShardedStep, state: TrainState, loader, *, first_step: in
     """Steps first_step+1 .. last_step; checkpoint after each due step and on SIGTERM.
 
     Metrics are read back to the host every `metrics_every_steps` steps and at each of the
-    monitor's log steps, and always before a checkpoint, an eval, a SIGTERM stop and the
-    stage's end: a checkpoint is only written once every step up to it is known finite.
+    monitor's log steps, and always before a checkpoint, an eval and the stage's end; a SIGTERM
+    is honoured at the next such step: a checkpoint is only written once every step up to it is known finite.
     `progress(tokens_seen)` gives the JSON saved with each checkpoint (it reads the loader's
     state, which at that point has produced exactly the batches of the steps taken).
     Tokens count non-padding tokens since the stage began (`tokens_before` at `first_step`).
@@ -383,16 +383,17 @@ def run_steps(step_fn: ShardedStep, state: TrainState, loader, *, first_step: in
         save = checkpointer.due(step)
         evaluate = eval_fn is not None and eval_every and step % eval_every == 0
         # a logged throughput window must end at a read: only then is the device known to be done
-        if save or evaluate or step == last_step or step % metrics_every_steps == 0 or step % monitor.log_every == 0:
+        read = save or evaluate or step == last_step or step % metrics_every_steps == 0 or step % monitor.log_every == 0
+        if read:
             host.read()
         if save:
             checkpointer.save(step, state.params, state.opt_state, progress(host.tokens))
         if evaluate:
             monitor.scalars(step, {f"eval/{k}": v for k, v in eval_fn(state.params, step).items()})
         # at a stage's last step the stage simply ends (summary, stage checkpoint); the next
-        # stage's first step then honours the request
-        if stop is not None and step < last_step and stop.agreed():
-            host.read()
+        # stage's first step then honours the request. Asked only at read steps, the same on
+        # every process, so stopping adds no collective to the steps in between.
+        if stop is not None and step < last_step and read and stop.agreed():
             checkpointer.save(step, state.params, state.opt_state, progress(host.tokens), force=True)
             checkpointer.wait()
             return StageResult(state, host.last, host.tokens, time.perf_counter() - start, host.skipped, True)
