@@ -35,6 +35,9 @@ setup(
         # Data preparation through seqio Tasks (pulls TensorFlow); training reads the
         # prepared cache without it.
         "seqio": ["seqio"],
+        # `orca-jax eval --harness`: lm-evaluation-harness tasks on orca-jax models
+        # (orca_jax/evaluation/harness.py); its HF backend, for the parity test, needs torch.
+        "harness": ["lm-eval>=0.4.13"],
         # t5x interop (orca_jax/t5x): t5x's registry dependencies. t5x, airio and jestimator come
         # from their repositories with --no-deps (README, "t5x interop").
         "t5x": ["seqio", "fiddle", "chex", "jaxtyping", "tensorboard", "grain", "clu", "cached-property"],

@@ -1,7 +1,8 @@
 """Evaluation outputs: predictions.jsonl and the paper-style summary (JSON, Markdown, CSV).
 
-A summary is `scoring.summarize`'s per-benchmark dict; `eval` adds the keys of `META_KEYS`
-(the protocol it followed, the data files it read), which the tables show as a header."""
+A summary is `scoring.summarize`'s per-benchmark dict; `eval` adds the keys of `META_KEYS`:
+the protocol it followed and the data files it read (shown as a header), and `lm_eval`, the
+lm-evaluation-harness tasks' metrics as lm-eval reports them (`evaluation.harness`)."""
 
 import csv
 import io
@@ -10,7 +11,7 @@ import os
 
 from orca_jax.evaluation.scoring import SECOND_RULES
 
-META_KEYS = ("protocol", "data")
+META_KEYS = ("protocol", "data", "lm_eval")
 _NAMES = {"bbh": "BIG-Bench Hard", "agieval": "AGIEval", "gsm8k": "GSM8K", "mc": "Multiple choice"}
 _AVERAGE_NOTE = {"agieval": "English MC"}
 _RULE_TITLES = {"lenient": "lenient accuracy", "few_shot_rule": "few-shot-rule accuracy",
@@ -60,8 +61,10 @@ def _header(summary: dict) -> list[str]:
 
 def summary_markdown(summary: dict) -> str:
     entries = benchmark_entries(summary)
-    lines = _header(summary) + ["| benchmark | average |", "| --- | --- |"]
-    lines += [f"| {_NAMES.get(b, b)} | {_pct(s['average'])} |" for b, s in entries.items()]
+    lines = _header(summary)
+    if entries:
+        lines += ["| benchmark | average |", "| --- | --- |"]
+        lines += [f"| {_NAMES.get(b, b)} | {_pct(s['average'])} |" for b, s in entries.items()]
     for benchmark, entry in entries.items():
         rule = SECOND_RULES.get(benchmark)
         second = rule if rule and f"average_{rule}" in entry else None
@@ -77,14 +80,23 @@ def summary_markdown(summary: dict) -> str:
         lines.append(row + (f" **{_pct(entry[f'average_{second}'])}** |" if second else ""))
         if benchmark in _EXPLANATIONS:
             lines += ["", _EXPLANATIONS[benchmark]]
+    harness = summary.get("lm_eval")
+    if harness:
+        lines += ["", f"### lm-evaluation-harness {harness['lm_eval_version']}", "", "| task | n | metric | value |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {task} | {t['n']} | {metric} | {value:.4f} |" for task, t in harness["tasks"].items()
+                  for metric, value in t["metrics"].items()]
+        lines += ["", "Metrics as lm-eval computes them (fractions, not percent), with each task's own prompt and scoring."]
     return "\n".join(lines) + "\n"
 
 
 def summary_csv(summary: dict) -> str:
-    """One row per task and one per benchmark average (n and format OK over the averaged tasks)."""
+    """One row per task and one per benchmark average (n and format OK over the averaged tasks);
+    lm-eval tasks one row per metric, in the last two columns."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["benchmark", "task", "n", "accuracy", "format_ok", "second_rule", "accuracy_second_rule"])
+    writer.writerow(["benchmark", "task", "n", "accuracy", "format_ok", "second_rule", "accuracy_second_rule",
+                     "lm_eval_metric", "lm_eval_value"])
     for benchmark, entry in benchmark_entries(summary).items():
         rule = SECOND_RULES.get(benchmark, "")
         for task, t in entry["tasks"].items():
@@ -92,6 +104,9 @@ def summary_csv(summary: dict) -> str:
                              t.get(f"accuracy_{rule}", "")])
         writer.writerow([benchmark, f"average over {len(entry['averaged_tasks'])} tasks", entry["n"], entry["average"],
                          entry["format_ok"], rule if f"average_{rule}" in entry else "", entry.get(f"average_{rule}", "")])
+    for task, t in summary.get("lm_eval", {}).get("tasks", {}).items():
+        for metric, value in t["metrics"].items():
+            writer.writerow(["lm_eval", task, t["n"], "", "", "", "", metric, value])
     return buffer.getvalue()
 
 
