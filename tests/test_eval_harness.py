@@ -155,3 +155,21 @@ def test_agrees_with_lm_evals_hf_backend_on_smollm2(smollm2_gguf, tmp_path):
     assert ours["acc"] == theirs["acc"]
     np.testing.assert_allclose(np.array(ours["mc"]), np.array(theirs["mc"]), atol=1e-3)
     assert ours["gen"] == theirs["gen"]
+
+
+def test_rolling_and_empty_context_loglikelihoods_match_token_logprobs():
+    from lm_eval.api.instance import Instance
+
+    from orca_jax.evaluation.harness import OrcaJaxLM
+    from orca_jax.model.loading import LoadedModel
+
+    config, params, tokenizer = tiny_model()
+    lm = OrcaJaxLM(model=LoadedModel(config, params, tokenizer, "hf", "tiny"), batch_size=2)
+    text = "Sort the following words alphabetically: List: cherry apple banana"
+    ids = tokenizer.encode(text)
+    prefix = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id  # as lm-eval's HF backend
+    rolling = lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (text,), 0)], disable_tqdm=True)
+    # one window: every token scored once, the first after the prefix token
+    assert rolling[0] == pytest.approx(float(token_logprobs(config, params, [prefix] + ids).sum()), abs=1e-4)
+    (logprob, _), = lm.loglikelihood([Instance("loglikelihood", {}, ("", text), 0)], disable_tqdm=True)
+    assert logprob == pytest.approx(rolling[0], abs=1e-4)  # an empty context is the prefix token too
