@@ -4,10 +4,10 @@ A protocol fixes the benchmark subsets, the system message, the prompt variant
 (`orca_jax.evaluation.prompts`) and which summary column a paper's number compares with.
 What the papers state, and what we had to infer (README "Evaluate" says the same):
 
-- Orca 1 (Mukherjee et al. 2023, arXiv:2306.02707; abstract, the reasoning evaluation on
-  AGIEval and Big-Bench Hard): zero-shot, "without CoT", no exemplars; Orca's own runs
-  use the empty system message. BBH is reported on its multiple-choice tasks, AGIEval on
-  its English multiple-choice tasks (aqua-rat, logiqa-en, lsat-ar/lr/rc, sat-math, sat-en,
+- Orca 1 (Mukherjee et al. 2023, arXiv:2306.02707; abstract): BBH and AGIEval "in zero-shot
+  settings without CoT". Its result tables (recalled, not re-read: the copies we could
+  search hold the abstract only) report BBH's multiple-choice questions and AGIEval's
+  English multiple-choice tasks (aqua-rat, logiqa-en, lsat-ar/lr/rc, sat-math, sat-en,
   sat-en-without-passage).
 - Orca 2 (Mitra et al. 2023, arXiv:2311.11045; §5 Experimental Setup, §6.1 Reasoning,
   Appendix A "AGIEval Subtask Metrics", Appendix B "BigBench-Hard Subtask Metrics",
@@ -17,7 +17,8 @@ What the papers state, and what we had to infer (README "Evaluate" says the same
   laid out in" AGIEval (so: AGIEval's official zero-shot rule); BBH reported task by task
   on "each BBH MCQ reasoning task" (Tables 7-10); GSM8K among the reasoning benchmarks.
 
-Inferred, not stated: (1) the BBH subset. "Multiple choice" is read as every task whose
+Inferred, not stated: (0) Orca 1's evaluation system message: empty (its system message 1).
+(1) The BBH subset. "Multiple choice" is read as every task whose
 answer is one of a fixed set (lettered options, Yes/No, True/False, valid/invalid): all
 27 BBH files but the four free-form ones (dyck_languages, multistep_arithmetic_two,
 object_counting, word_sorting), 23 files. Orca 2's Tables 7-10 number 24 rows, which we
