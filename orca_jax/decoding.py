@@ -31,7 +31,9 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def _sample(logits, rng, temperature, top_p, greedy: bool):
+def sample_next(logits, rng, temperature, top_p, greedy: bool):
+    """Next tokens from [B, V] logits: argmax when `greedy`, else nucleus sampling at `temperature`
+    (scalars, or [B, 1] per row)."""
     if greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     logits = logits / temperature
@@ -58,7 +60,7 @@ def _generate_padded(config, params, tokens, positions, segment_ids, lengths, ma
     def body(state):
         step, cache, last_logits, done, out, out_logprobs, rng = state
         rng, step_rng = jax.random.split(rng)
-        token = _sample(last_logits, step_rng, temperature, top_p, greedy)
+        token = sample_next(last_logits, step_rng, temperature, top_p, greedy)
         logprob = jnp.take_along_axis(jax.nn.log_softmax(last_logits, axis=-1), token[:, None], axis=-1)[:, 0]
         out = out.at[:, step].set(token)
         out_logprobs = out_logprobs.at[:, step].set(logprob)

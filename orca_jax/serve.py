@@ -1,24 +1,29 @@
 """OpenAI-compatible HTTP server for a local model: `/v1/chat/completions` and `/v1/models`.
 
-Concurrent requests are batched through the KV-cache generator by `LocalTeacher`; the server
-only translates between the OpenAI wire format and `GenerationRequest` / `Completion`.
-Honoured: `temperature`, `top_p`, `max_tokens` (or `max_completion_tokens`), `stop`,
-`logprobs`, `top_logprobs`. Not supported (400): `n` > 1, `stream`.
+Requests are decoded by continuous batching (`ContinuousBatcher`): a request arriving while
+others decode joins them at the next step. The server only translates between the OpenAI wire
+format and `GenerationRequest` / `Completion`. Honoured: `temperature`, `top_p`, `max_tokens`
+(or `max_completion_tokens`), `stop`, `logprobs`, `top_logprobs`, and `stream` (server-sent
+events in OpenAI's chunk format, usage in the last chunk). More requests waiting than the
+queue allows get 429 with Retry-After; a client that disconnects frees its slot. Not supported
+(400): `n` > 1, `logprobs` with `stream`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
 from aiohttp import web
 
+from orca_jax.continuous_batching import ContinuousBatcher, QueueFull
 from orca_jax.errors import UserError
-from orca_jax.teacher.local_teacher import Completion, GenerationRequest, LocalTeacher
+from orca_jax.teacher.local_teacher import Completion, GenerationRequest, add_scores
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit
-_TEACHER = web.AppKey("teacher", LocalTeacher)
+_BATCHER = web.AppKey("batcher", ContinuousBatcher)
 _MODEL_NAME = web.AppKey("model_name", str)
 
 
@@ -28,9 +33,10 @@ class BadRequest(Exception):
         self.param = param
 
 
-def _error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
+def _error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
+           headers: dict | None = None):
     return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": None}},
-                             status=status)
+                             status=status, headers=headers)
 
 
 def _number(body: dict, name: str, default, kind, low, high):
@@ -63,15 +69,15 @@ def _messages(body: dict) -> list[dict]:
     return out
 
 
-def parse_chat_request(body, teacher: LocalTeacher) -> GenerationRequest:
+def parse_chat_request(body, batcher: ContinuousBatcher) -> GenerationRequest:
     """The generation request an OpenAI chat-completions body asks for; BadRequest says what is wrong."""
     if not isinstance(body, dict):
         raise BadRequest("request body: expected a JSON object")
-    if body.get("stream"):
-        raise BadRequest("stream: streaming is not supported by this server", "stream")
+    if not isinstance(body.get("stream", False), bool):
+        raise BadRequest("stream: expected true or false", "stream")
     if body.get("n", 1) != 1:
         raise BadRequest("n: only n = 1 is supported", "n")
-    context = teacher.model.config.max_position_embeddings
+    context = batcher.model.config.max_position_embeddings
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 256, int, 1, context)
     stop = body.get("stop")
@@ -84,15 +90,17 @@ def parse_chat_request(body, teacher: LocalTeacher) -> GenerationRequest:
     top_logprobs = _number(body, "top_logprobs", 0, int, 0, MAX_TOP_LOGPROBS)
     if top_logprobs and not logprobs:
         raise BadRequest("top_logprobs: needs logprobs: true", "top_logprobs")
+    if logprobs and body.get("stream"):
+        raise BadRequest("logprobs: not supported with stream: true", "logprobs")
     return GenerationRequest(
-        prompt_ids=tuple(teacher.encode_chat(_messages(body))), max_tokens=max_tokens,
+        prompt_ids=tuple(batcher.encode_chat(_messages(body))), max_tokens=max_tokens,
         temperature=_number(body, "temperature", 1.0, float, 0.0, 2.0),
         top_p=_number(body, "top_p", 1.0, float, 1e-6, 1.0), stop=tuple(stop), topk=top_logprobs, logprobs=logprobs)
 
 
-def _logprobs_content(teacher: LocalTeacher, request: GenerationRequest, c: Completion) -> list[dict]:
+def _logprobs_content(batcher: ContinuousBatcher, request: GenerationRequest, c: Completion) -> list[dict]:
     """OpenAI `logprobs.content` for the response's content tokens (not the end-of-turn token)."""
-    decode = teacher.model.tokenizer.decode
+    decode = batcher.model.tokenizer.decode
 
     def entry(token_id, logprob):
         text = decode([token_id], skip_special_tokens=False)
@@ -100,7 +108,7 @@ def _logprobs_content(teacher: LocalTeacher, request: GenerationRequest, c: Comp
 
     content = []
     for i, token_id in enumerate(c.token_ids):
-        if token_id in teacher.eos_ids and i == len(c.token_ids) - 1:
+        if token_id in batcher.eos_ids and i == len(c.token_ids) - 1:
             break
         item = entry(token_id, c.token_logprobs[i])
         item["top_logprobs"] = ([entry(t, lp) for t, lp in zip(c.topk_ids[i], c.topk_logprobs[i])]
@@ -109,29 +117,64 @@ def _logprobs_content(teacher: LocalTeacher, request: GenerationRequest, c: Comp
     return content
 
 
-async def chat_completions(http_request: web.Request) -> web.Response:
-    teacher = http_request.app[_TEACHER]
+async def chat_completions(http_request: web.Request) -> web.StreamResponse:
+    batcher = http_request.app[_BATCHER]
     try:
         body = await http_request.json()
     except ValueError:
         return _error(400, "request body: not valid JSON")
     try:
-        request = parse_chat_request(body, teacher)
-        completion = await teacher.generate(request)
+        request = parse_chat_request(body, batcher)
+        stream = batcher.submit(request)
     except BadRequest as e:
         return _error(400, str(e), e.param)
     except UserError as e:  # e.g. prompt + max_tokens over the context
         return _error(400, str(e), "messages")
+    except QueueFull as e:
+        return _error(429, str(e), kind="rate_limit_error", headers={"Retry-After": str(e.retry_after)})
+    header = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": http_request.app[_MODEL_NAME]}
+    try:  # the server cancels this handler when the client disconnects: the finally frees the slot
+        if body.get("stream"):
+            return await _stream(http_request, stream, header)
+        completion = await stream.completion()
+    except UserError as e:
+        return _error(400, str(e), "messages")
+    finally:
+        batcher.cancel(stream)  # a no-op once it has finished
+    if request.logprobs:
+        await asyncio.to_thread(add_scores, batcher.model, [request], [completion])
     choice = {"index": 0, "message": {"role": "assistant", "content": completion.text},
-              "logprobs": {"content": _logprobs_content(teacher, request, completion)} if request.logprobs else None,
+              "logprobs": {"content": _logprobs_content(batcher, request, completion)} if request.logprobs else None,
               "finish_reason": completion.finish_reason}
+    return web.json_response({**header, "object": "chat.completion", "choices": [choice],
+                              "usage": _usage(completion)})
+
+
+def _usage(completion: Completion) -> dict:
     completion_tokens = len(completion.token_ids)
-    return web.json_response({
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-        "model": http_request.app[_MODEL_NAME], "choices": [choice],
-        "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": completion.prompt_tokens + completion_tokens},
-    })
+    return {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": completion.prompt_tokens + completion_tokens}
+
+
+async def _stream(http_request: web.Request, stream, header: dict) -> web.StreamResponse:
+    """Server-sent events as OpenAI streams them: a chunk with the role, one per text piece, one
+    with the finish reason and the usage, then `data: [DONE]`."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(http_request)
+
+    async def send(delta: dict, finish_reason: str | None = None, **extra) -> None:
+        chunk = {**header, "object": "chat.completion.chunk",
+                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}], **extra}
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+    await send({"role": "assistant", "content": ""})
+    async for piece in stream.deltas():
+        await send({"content": piece})
+    completion = await stream.completion()
+    await send({}, completion.finish_reason, usage=_usage(completion))
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
 
 
 async def list_models(http_request: web.Request) -> web.Response:
@@ -139,21 +182,22 @@ async def list_models(http_request: web.Request) -> web.Response:
         {"id": http_request.app[_MODEL_NAME], "object": "model", "created": 0, "owned_by": "orca-jax"}]})
 
 
-def make_app(teacher: LocalTeacher, model_name: str) -> web.Application:
-    """The aiohttp application; the caller enters `teacher`'s async context around serving."""
+def make_app(batcher: ContinuousBatcher, model_name: str) -> web.Application:
+    """The aiohttp application; the caller enters `batcher`'s async context around serving."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[_TEACHER] = teacher
+    app[_BATCHER] = batcher
     app[_MODEL_NAME] = model_name
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
     return app
 
 
-async def serve(teacher: LocalTeacher, model_name: str, host: str = "127.0.0.1", port: int = 8000,
+async def serve(batcher: ContinuousBatcher, model_name: str, host: str = "127.0.0.1", port: int = 8000,
                 on_ready=None) -> None:
     """Serves until cancelled; `on_ready(url)` is called once the socket listens (port 0 picks a free one)."""
-    async with teacher:
-        runner = web.AppRunner(make_app(teacher, model_name), access_log=None)
+    async with batcher:
+        # handler_cancellation: a client that disconnects cancels its handler, which frees its slot
+        runner = web.AppRunner(make_app(batcher, model_name), access_log=None, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:

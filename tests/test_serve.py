@@ -1,5 +1,6 @@
-"""`orca-jax serve`: the official `openai` client against SmolLM2-135M-Instruct, and the command
-end to end on a tiny model, with `generate-traces` asking it."""
+"""`orca-jax serve`: the official `openai` client against SmolLM2-135M-Instruct (plain and
+streamed), continuous batching, the queue limit (429) and disconnects on a tiny model, and the
+command end to end with `generate-traces` asking it."""
 
 import asyncio
 import contextlib
@@ -8,14 +9,15 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 
 import pytest
 
 from fake_openai_server import FakeOpenAIServer
-from orca_jax import cli, serve
-from orca_jax.model.loading import load_model
-from orca_jax.teacher.local_teacher import LocalTeacher
+from orca_jax import cli, decoding, serve
+from orca_jax.continuous_batching import ContinuousBatcher
+from orca_jax.model.loading import LoadedModel, load_model
 
 openai = pytest.importorskip("openai")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,7 +26,7 @@ QUESTION = [{"role": "system", "content": "You are a helpful assistant. Think st
 
 
 @contextlib.contextmanager
-def running_server(teacher, name):
+def running_server(batcher, name):
     """`serve.serve` on a free loopback port in a background thread; yields the base URL."""
     loop = asyncio.new_event_loop()
     ready, box = threading.Event(), {}
@@ -34,7 +36,7 @@ def running_server(teacher, name):
         ready.set()
 
     def run():
-        box["task"] = loop.create_task(serve.serve(teacher, name, "127.0.0.1", 0, on_ready=on_ready))
+        box["task"] = loop.create_task(serve.serve(batcher, name, "127.0.0.1", 0, on_ready=on_ready))
         with contextlib.suppress(asyncio.CancelledError):
             loop.run_until_complete(box["task"])
 
@@ -60,7 +62,7 @@ def _orca_jax_generate(monkeypatch, capsys, loaded, messages, max_tokens):
 
 @pytest.fixture(scope="module")
 def smol(smollm2_model):
-    with running_server(LocalTeacher(smollm2_model, max_batch=4), "smollm2-135m") as url:
+    with running_server(ContinuousBatcher(smollm2_model, max_batch=4, cache_length=512), "smollm2-135m") as url:
         yield smollm2_model, openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
 
 
@@ -92,6 +94,113 @@ def test_max_tokens_stop_and_logprobs(smol):
         client.chat.completions.create(model="m", messages=QUESTION, n=2)
     with pytest.raises(openai.BadRequestError, match="exceeds the model's context"):
         client.chat.completions.create(model="m", messages=QUESTION, max_tokens=8190)
+
+
+def test_streamed_reply_equals_the_plain_one(smol):
+    """stream=True through the official client: the same text in pieces, usage in the last chunk."""
+    _, client = smol
+    plain = client.chat.completions.create(model="m", messages=QUESTION, temperature=0, max_tokens=16)
+    chunks = list(client.chat.completions.create(model="m", messages=QUESTION, temperature=0, max_tokens=16,
+                                                 stream=True))
+    assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    pieces = [c.choices[0].delta.content or "" for c in chunks]
+    assert "".join(pieces) == plain.choices[0].message.content and sum(bool(p) for p in pieces) > 1
+    assert chunks[-1].choices[0].finish_reason == plain.choices[0].finish_reason
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    assert chunks[-1].usage.prompt_tokens == plain.usage.prompt_tokens
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+LONG = 120  # tokens of a reply that keeps decoding while the test acts
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A random tiny decoder with a ChatML tokenizer served with 2 slots and a queue of 1 (fast steps
+    for the scheduling tests), and prompts whose greedy replies run LONG tokens without ending,
+    with those replies as decoded without the server."""
+    from eval_tiny_model import tiny_model
+
+    config, params, tokenizer = tiny_model(seed=1)
+    model = LoadedModel(config, params, tokenizer, "orbax", "tiny")
+    batcher = ContinuousBatcher(model, max_batch=2, max_queue=1, cache_length=1024)
+    asks = [[{"role": "user", "content": f"Sort the following words alphabetically: List: apple {i}"}]
+            for i in range(12)]
+    replies = decoding.generate(config, params, [batcher.encode_chat(m) for m in asks], LONG, eos_ids=batcher.eos_ids)
+    endless = [(m, tokenizer.decode(r)) for m, r in zip(asks, replies) if len(r) == LONG and not set(r) & set(batcher.eos_ids)]
+    assert len(endless) >= 4
+    with running_server(batcher, "tiny") as url:
+        yield batcher, openai.OpenAI(base_url=url, api_key="unused", max_retries=0), url, endless
+
+
+def _wait_until(condition, what):
+    deadline = time.time() + 60
+    while not condition():
+        assert time.time() < deadline, what()
+        time.sleep(0.01)
+
+
+def test_request_arriving_mid_batch_joins_at_the_next_step(tiny):
+    """B arrives while A decodes: B is answered while A still streams (it does not wait for A's
+    batch to end), and both replies equal what each prompt gets decoded alone."""
+    batcher, client, _, endless = tiny
+    (ask_a, alone_a), (ask_b, alone_b) = endless[:2]
+    events = []
+    for chunk in client.chat.completions.create(model="tiny", messages=ask_a, temperature=0, max_tokens=LONG,
+                                                stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            events.append(chunk.choices[0].delta.content)
+            if len(events) == 3:  # A is decoding: now B arrives, and waits for nothing but its own tokens
+                b = client.chat.completions.create(model="tiny", messages=ask_b, temperature=0, max_tokens=LONG // 4)
+                events.append(None)
+    assert chunk.usage.completion_tokens == LONG
+    assert events.index(None) < LONG // 2  # with static batching B would have come after all of A's pieces
+    assert "".join(e for e in events if e) == alone_a
+    assert alone_b.startswith(b.choices[0].message.content) and b.usage.completion_tokens == LONG // 4
+
+
+def test_beyond_the_queue_depth_429_with_retry_after(tiny):
+    batcher, client, _, endless = tiny
+    running = [client.chat.completions.create(model="tiny", messages=m, temperature=0, max_tokens=LONG, stream=True)
+               for m, _ in endless[:2]]
+    for stream in running:
+        next(iter(stream))  # both slots are decoding
+    waiting = threading.Thread(target=client.chat.completions.create, daemon=True,
+                               kwargs=dict(model="tiny", messages=endless[2][0], max_tokens=2))
+    waiting.start()
+    _wait_until(lambda: batcher.in_use() == (2, 1), batcher.in_use)  # the queue is full
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model="tiny", messages=endless[3][0], max_tokens=2)
+    assert int(refused.value.response.headers["retry-after"]) >= 1
+    for stream in running:
+        stream.close()
+    waiting.join(60)
+    assert not waiting.is_alive()  # the queued request was served once a slot freed
+
+
+def test_disconnected_client_frees_its_slot(tiny):
+    """A streaming client and a plain one hang up mid-reply: both slots free at once, long before
+    their replies would have ended, and the server goes on answering."""
+    batcher, client, url, endless = tiny
+    _wait_until(lambda: batcher.in_use() == (0, 0), batcher.in_use)
+    body = {"model": "tiny", "messages": endless[0][0], "max_tokens": 900, "temperature": 0, "stream": True}
+    streaming = urllib.request.urlopen(urllib.request.Request(
+        f"{url}/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}))
+    streaming.readline()  # the first event: decoding has started
+    before = batcher.tokens_decoded
+    def give_up_after_a_second():
+        with pytest.raises(openai.APITimeoutError):  # and closes its connection
+            client.with_options(timeout=1.0).chat.completions.create(
+                model="tiny", messages=endless[1][0], max_tokens=900, temperature=0)
+
+    plain = threading.Thread(target=give_up_after_a_second, daemon=True)
+    plain.start()
+    _wait_until(lambda: batcher.in_use()[0] == 2, batcher.in_use)
+    streaming.close()
+    _wait_until(lambda: batcher.in_use() == (0, 0), batcher.in_use)
+    assert batcher.tokens_decoded - before < 900  # both together decoded less than one whole reply
+    assert client.chat.completions.create(model="tiny", messages=endless[2][0], max_tokens=3).usage.completion_tokens == 3
 
 
 @pytest.fixture(scope="module")

@@ -165,26 +165,40 @@ class LocalTeacher:
         generated = decoding.generate(model.config, model.params, prompts, max(r.max_tokens for r in requests),
                                       temperature=head.temperature, top_p=head.top_p, eos_ids=self.eos_ids, rng=rng)
         completions = [self._finish(r, ids[:r.max_tokens]) for r, ids in zip(requests, generated)]
-        k = max(r.topk for r in requests)
-        if k or any(r.logprobs for r in requests):
-            scores = score_responses(model.config, model.params, prompts, [c.token_ids for c in completions], k)
-            for r, c, s in zip(requests, completions, scores):
-                c.token_logprobs = s.token_logprobs.tolist() if r.logprobs else None
-                if r.topk:
-                    c.topk_ids = s.topk_ids[:, :r.topk].tolist()
-                    c.topk_logprobs = s.topk_logprobs[:, :r.topk].tolist()
+        add_scores(model, requests, completions)
         return completions
 
     def _finish(self, request: GenerationRequest, ids: list[int]) -> Completion:
-        decode = self.model.tokenizer.decode
-        ended = bool(ids) and ids[-1] in self.eos_ids
-        content = ids[:-1] if ended else ids
-        text = decode(content)
-        hits = [(text.find(s), s) for s in request.stop if s and s in text]
-        if hits:
-            # Cut at the earliest stop string (excluded, as OpenAI does), and keep only the tokens
-            # needed to produce the text before it.
-            cut = min(hits)[0]
-            n = next(i for i in range(len(content) + 1) if len(decode(content[:i])) >= cut)
-            return Completion(content[:n], text[:cut], "stop", len(request.prompt_ids))
-        return Completion(ids, text, "stop" if ended else "length", len(request.prompt_ids))
+        return finish_completion(self.model.tokenizer, self.eos_ids, request, ids)
+
+
+def add_scores(model: LoadedModel, requests: list[GenerationRequest], completions: list[Completion]) -> None:
+    """Per-token log-probs and top-k for the completions whose requests ask for them (one
+    teacher-forced pass over prompt + response)."""
+    k = max(r.topk for r in requests)
+    if not (k or any(r.logprobs for r in requests)):
+        return
+    prompts = [list(r.prompt_ids) for r in requests]
+    scores = score_responses(model.config, model.params, prompts, [c.token_ids for c in completions], k)
+    for r, c, s in zip(requests, completions, scores):
+        c.token_logprobs = s.token_logprobs.tolist() if r.logprobs else None
+        if r.topk:
+            c.topk_ids = s.topk_ids[:, :r.topk].tolist()
+            c.topk_logprobs = s.topk_logprobs[:, :r.topk].tolist()
+
+
+def finish_completion(tokenizer, eos_ids, request: GenerationRequest, ids: list[int]) -> Completion:
+    """The completion generated `ids` make: the end-of-turn token ends it ("stop", kept in
+    `token_ids`, not in `text`), the earliest stop string cuts it ("stop"), else "length"."""
+    decode = tokenizer.decode
+    ended = bool(ids) and ids[-1] in eos_ids
+    content = ids[:-1] if ended else ids
+    text = decode(content)
+    hits = [(text.find(s), s) for s in request.stop if s and s in text]
+    if hits:
+        # Cut at the earliest stop string (excluded, as OpenAI does), and keep only the tokens
+        # needed to produce the text before it.
+        cut = min(hits)[0]
+        n = next(i for i in range(len(content) + 1) if len(decode(content[:i])) >= cut)
+        return Completion(content[:n], text[:cut], "stop", len(request.prompt_ids))
+    return Completion(ids, text, "stop" if ended else "length", len(request.prompt_ids))
