@@ -82,3 +82,32 @@ def test_adapted_decoder_logits_are_orca_jax_logits_packed_and_unpacked(packed_b
                             np.pad(ids, ((0, 0), (0, 3))), enable_dropout=False)
     reference = decoder.apply(CONFIG, params, ids, np.arange(10)[None], np.ones_like(ids))
     np.testing.assert_allclose(np.asarray(unpacked)[0, 1:10], np.asarray(reference)[0, :9], atol=1e-5)
+
+
+def test_t5x_predict_batch_decodes_greedily_like_orca_jax():
+    """t5x's cached decoding (prefill + one token per step, prompts of different lengths) on the
+    adapted decoder continues each prompt as greedy full forward passes of orca-jax's decoder."""
+    params = decoder.init_params(CONFIG, jax.random.key(5))
+    prompts = [[5, 17, 42, 9], [100, 3, 77, 8, 250, 11, 64]]
+    length = 16
+    batch = {"decoder_input_tokens": np.zeros((2, length), np.int32),
+             "decoder_target_tokens": np.zeros((2, length), np.int32),
+             "decoder_causal_attention": np.zeros((2, length), np.int32)}
+    for row, prompt in enumerate(prompts):  # seqio's PrefixLM layout of an inputs-only example
+        n = len(prompt)
+        batch["decoder_target_tokens"][row, :n] = prompt
+        batch["decoder_input_tokens"][row, 1:n + 1] = prompt
+        batch["decoder_causal_attention"][row, :n + 1] = 1
+    model = models.DecoderOnlyModel(T5XDecoder(CONFIG), seqio.PassThroughVocabulary(CONFIG.vocab_size, eos_id=1),
+                                    adafactor.Adafactor())
+    decoded = np.asarray(model.predict_batch({PARAMS_ROOT: params}, batch))
+    for row, prompt in enumerate(prompts):
+        sequence = list(prompt)
+        for _ in range(length - 1 - len(prompt)):  # t5x fills the row up to its last slot
+            logits = decoder.apply(CONFIG, params, np.array([sequence]), np.arange(len(sequence))[None],
+                                   np.ones((1, len(sequence)), np.int32))
+            sequence.append(int(np.argmax(logits[0, -1])))
+        expected = sequence[len(prompt):]
+        if 1 in expected:  # t5x stops a row at EOS
+            expected = expected[:expected.index(1) + 1]
+        assert decoded[row, :len(expected)].tolist() == expected

@@ -7,7 +7,8 @@ placeholder input (id 0, seqio's BOS) at each segment's first slot: it gets a se
 own (minus the segment's), so no real token attends to it, and the real tokens keep orca-jax's
 positions 0, 1, ... (t5x's minus one). The logits at real slots are then orca-jax's logits, and
 a segment's weighted tokens are orca-jax's. Causal attention only: `inputs_bidirectional_attention`
-(a PrefixLM's bidirectional prompt) is refused.
+(a PrefixLM's bidirectional prompt) is refused. t5x's cached decoding (`predict_batch`) runs on
+orca-jax's KV cache (`T5XDecoder._cached`).
 
 Parameters live under "decoder" with orca-jax's names and shapes (`params["decoder"]` is an
 orca-jax parameter tree), unboxed as t5x's optimizers expect; their logical axis names go to the
@@ -123,13 +124,52 @@ class T5XDecoder(nn.Module):
         if decoder_causal_attention is not None:
             raise UserError("T5XDecoder: orca-jax decoders are causal; use DecoderOnlyModel with "
                             "inputs_bidirectional_attention = False")
-        if decode or prefill:
-            raise UserError("T5XDecoder: t5x's cached decoding (predict_batch) is not supported; "
-                            "generate with orca-jax (`orca-jax generate` / `eval`) after `orca-jax convert`")
-        segment_ids, positions = orca_layout(decoder_target_tokens, decoder_segment_ids, decoder_positions)
         # DecoderOnlyModel.get_initial_variables makes float tokens unless given input_types
         tokens = decoder_input_tokens.astype(jnp.int32)
-        return _UnboxedDecoder(self.config, name=PARAMS_ROOT)(tokens, positions, segment_ids)
+        # Initialisation unboxes the parameters and records their axes; later calls read them as they are.
+        decoder = (_UnboxedDecoder if self.is_initializing() else orca_decoder.Decoder)(self.config, name=PARAMS_ROOT)
+        if decode or prefill:
+            return self._cached(decoder, tokens, prefill_lengths if prefill else None)
+        segment_ids, positions = orca_layout(decoder_target_tokens, decoder_segment_ids, decoder_positions)
+        return decoder(tokens, positions, segment_ids)
+
+    def _cached(self, decoder, tokens, prefill_lengths):
+        """t5x's cached decoding (DecoderOnlyModel.predict_batch) on orca-jax's KV cache.
+
+        The first call (t5x passes its full input length L) creates a cache of 2L slots. Prefill
+        writes slots [0, L): the prompt's tokens before its last (t5x feeds the last as the first
+        decoding step), the placeholder slot 0 and everything after as padding. Each decoding step
+        then writes one slot from L on for every row; each row's position is its own t5x index
+        minus one (`t5x_index`, per row), so rows with prompts of different lengths stay exact."""
+        from orca_jax.model.decoder import init_cache
+
+        batch, length = tokens.shape
+        if not self.has_variable("cache", "cache_index"):  # t5x's shape-only first call
+            start = init_cache(self.config, batch, 2 * length)
+            for name in ("segment_ids", "positions", "layers"):
+                self.variable("cache", name, lambda value=start[name]: value)
+            self.variable("cache", "cache_index", lambda: start["index"])  # t5x never beam-expands this name
+            self.variable("cache", "t5x_index", lambda: jnp.zeros((batch,), jnp.int32))
+            return jnp.zeros((batch, length, self.config.vocab_size), jnp.float32)
+        variables = {name: self.get_variable("cache", name)
+                     for name in ("segment_ids", "positions", "layers", "cache_index", "t5x_index")}
+        cache = {"index": variables["cache_index"], "segment_ids": variables["segment_ids"],
+                 "positions": variables["positions"], "layers": variables["layers"]}
+        if prefill_lengths is not None:
+            slots = jnp.arange(length)[None, :]
+            segment_ids = ((slots >= 1) & (slots < prefill_lengths[:, None])).astype(jnp.int32)
+            positions = jnp.maximum(slots - 1, 0) * segment_ids
+            next_index = prefill_lengths.astype(jnp.int32)
+        else:
+            segment_ids = jnp.ones_like(tokens)
+            positions = (variables["t5x_index"] - 1)[:, None] + jnp.arange(length)[None, :]
+            next_index = variables["t5x_index"] + length
+        logits, cache = decoder(tokens, positions, segment_ids, cache)
+        for name in ("segment_ids", "positions", "layers"):
+            self.put_variable("cache", name, cache[name])
+        self.put_variable("cache", "cache_index", cache["index"])
+        self.put_variable("cache", "t5x_index", next_index)
+        return logits
 
 
 @gin.configurable
