@@ -133,7 +133,8 @@ gguf, tasks = sys.argv[1], sys.argv[2]
 runs = {}
 for name, model, args in (
         ("orca", OrcaJaxLM(pretrained=gguf, batch_size=16), None),
-        ("hf", "hf", f"pretrained={os.path.dirname(gguf)},gguf_file={os.path.basename(gguf)},dtype=float32")):
+        ("hf", "hf", f"pretrained={os.path.dirname(gguf)},gguf_file={os.path.basename(gguf)},"
+                     "dtype=float32,device=cpu")):
     out = lm_eval.simple_evaluate(model=model, model_args=args, tasks=["local_mc", "local_gen"],
                                   task_manager=TaskManager(include_path=tasks), log_samples=True, batch_size=16)
     runs[name] = {"acc": out["results"]["local_mc"]["acc,none"],
