@@ -46,11 +46,13 @@ def test_quickstart_logs_no_warning_or_error(out_dir):
 
 
 def test_traces_and_caches(out_dir):
+    weights = dict(CI.family_weights)
     sizes = {"assistant_orca1": CI.assistant_per_family, "strong_orca2": CI.strong_per_family,
              "answers_only": CI.assistant_per_family + CI.strong_per_family}
     for stem in sizes:
         traces = list(read_traces(os.path.join(out_dir, "traces", f"{stem}.jsonl")))
-        assert len(traces) == sizes[stem] * len(FAMILIES)
+        per_family = {name: sum(t.task == name for t in traces) for name in FAMILIES}
+        assert per_family == {name: sizes[stem] * weights.get(name, 1) for name in FAMILIES}
         meta = json.load(open(os.path.join(out_dir, "cache", f"traces_{stem}", "metadata.json")))
         assert meta["num_examples"] + meta["skipped"] == len(traces)
         assert meta["erasing_policy"] == ("cautious" if stem in ERASED else None)

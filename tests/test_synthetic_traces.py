@@ -67,3 +67,20 @@ def test_training_prompts_equal_evaluation_prompts(tmp_path):
             messages = chat_messages(example, system="")
             assert messages[-1]["content"] == traces[task + str(i)].turns[0]["content"]
             assert example.target == traces[task + str(i)].metadata["answer"]
+
+
+def test_family_weights_set_each_familys_share_and_keep_the_baselines_questions():
+    from orca_jax.pipelines.synthetic_experiment import ExperimentConfig, family_counts, trace_sets
+
+    cfg = ExperimentConfig(assistant_per_family=3, strong_per_family=5,
+                           family_weights=(("running_parity", 2), ("digit_sorting", 4)))
+    sets = trace_sets(cfg)
+    for stem, per_family in (("assistant_orca1", 3), ("strong_orca2", 5)):
+        counts = collections.Counter(t.task for t in sets[stem])
+        assert counts == {"tracking_shuffled_objects": per_family, "modular_arithmetic": per_family,
+                          "running_parity": 2 * per_family, "digit_sorting": 4 * per_family}
+    # The baseline answers exactly the student's questions, each once.
+    student_questions = sorted(t.turns[0]["content"] for stem in ("assistant_orca1", "strong_orca2") for t in sets[stem])
+    assert sorted(t.turns[0]["content"] for t in sets["answers_only"]) == student_questions
+    with pytest.raises(ValueError, match="unknown families"):
+        family_counts(ExperimentConfig(family_weights=(("parity", 2),)), 1)

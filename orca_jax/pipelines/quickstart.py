@@ -144,6 +144,9 @@ question wrong, its computed part wrong, steps missing, or steps beyond the last
 Traces:
 {teacher_lines}
 
+Traces per family are weighted ({', '.join(f'{name} x{w}' for name, w in cfg['family_weights'])}, the
+others x1) in every trace file.
+
 Student: {cfg['num_layers']} layers, hidden {cfg['hidden_size']}, vocabulary {cfg['vocab_size']}, trained from
 scratch for {cfg['stage_steps'][0]} + {cfg['stage_steps'][1]} steps of {cfg['batch_size']} x {cfg['sequence_length']}
 packed tokens; the baseline for {sum(cfg['stage_steps'])} steps on the same questions. Accuracy during
