@@ -84,9 +84,11 @@ def test_adapted_decoder_logits_are_orca_jax_logits_packed_and_unpacked(packed_b
     np.testing.assert_allclose(np.asarray(unpacked)[0, 1:10], np.asarray(reference)[0, :9], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_t5x_predict_batch_decodes_greedily_like_orca_jax():
     """t5x's cached decoding (prefill + one token per step, prompts of different lengths) on the
-    adapted decoder continues each prompt as greedy full forward passes of orca-jax's decoder."""
+    adapted decoder continues each prompt as greedy full forward passes of orca-jax's decoder.
+    Slow: compiling t5x's decoding loop takes about 45 s of CPU."""
     params = decoder.init_params(CONFIG, jax.random.key(5))
     prompts = [[5, 17, 42, 9], [100, 3, 77, 8, 250, 11, 64]]
     length = 16
