@@ -6,7 +6,6 @@ same template to transformers."""
 import json
 import os
 
-import gin
 import pytest
 
 pytest.importorskip("seqio")
@@ -49,7 +48,6 @@ def test_eval_and_convert_work_on_the_model_dir_of_a_llama_style_run(tmp_path, c
     assert main(["train", "--gin_file=runs/tiny.gin", f"--gin.MODEL_DIR='{model_dir}'", "--gin.MIXTURE_OR_TASK_NAME='traces_steps'",
                  f"--gin.data_loader.cache_root='{cache}'", "--gin.TRAIN_STEPS=2", "--gin.SEQUENCE_LENGTH=128",
                  "--gin.BATCH_SIZE=2", "--gin.Monitor.progress_bar=False"]) == 0, capsys.readouterr().err
-    gin.clear_config()  # train locks gin's configuration; each command of a real run has its own process
 
     saved = load_tokenizer(model_dir / "tokenizer")
     assert [saved.token_to_id(t) for t in ("<s>", "</s>", "<|im_start|>", "<|im_end|>")] == [1, 2, base, base + 1]

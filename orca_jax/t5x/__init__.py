@@ -16,6 +16,7 @@ import importlib
 
 from orca_jax.errors import UserError
 
+PARAMS_ROOT = "decoder"  # t5x's params["decoder"] is an orca-jax parameter tree
 INSTALL_HINT = ("t5x is not installed; install it from its repository: "
                 "pip install 'git+https://github.com/google-research/t5x' (see README, 't5x interop')")
 

@@ -25,8 +25,9 @@ import numpy as np
 
 from orca_jax.errors import UserError
 from orca_jax.model.loading import LoadedModel
-from orca_jax.t5x import import_t5x
-from orca_jax.t5x.model import PARAMS_ROOT
+# t5x.model registers gin configurables: imported on use, so that reading a checkpoint works
+# after `train` has locked gin in the same process
+from orca_jax.t5x import PARAMS_ROOT, import_t5x
 
 _STEP_DIR = re.compile(r"^checkpoint_(\d+)$")
 

@@ -33,8 +33,8 @@ from flax.linen import partitioning as flax_partitioning
 from orca_jax.errors import UserError
 from orca_jax.model import decoder as orca_decoder
 from orca_jax.model.config import DecoderConfig
+from orca_jax.t5x import PARAMS_ROOT
 
-PARAMS_ROOT = "decoder"  # t5x's params["decoder"] is an orca-jax parameter tree
 
 # orca-jax's logical axis names on t5x's ("data", "model") mesh: data parallel over the batch,
 # model parallel over the per-head, hidden and vocabulary dimensions (as partitioning.py's
