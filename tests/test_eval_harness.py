@@ -113,6 +113,7 @@ def test_harness_tasks_offline_beside_builtin_tables(tmp_path):
     assert "lm_eval,local_mc,6,,,,,acc," in (out / "summary.csv").read_text()
 
 
+@pytest.mark.slow  # an unknown name makes lm-eval index its ~15k task YAMLs: about 15 s on a quiet core
 def test_unknown_harness_task_is_one_clear_line(tmp_path, capsys):
     args = ["eval", "--model", "unused", "--harness", "local_mc,no_such_task",
             "--harness_include", write_tasks(tmp_path / "tasks", 2), "--out", str(tmp_path / "out")]
