@@ -50,6 +50,8 @@ setup(
             "accelerate",
             "pytest",
             "hypothesis",
+            # lm-evaluation-harness, so the `eval --harness` tests run in CI (the harness extra).
+            "lm-eval>=0.4.13",
             # The official client, to check that `orca-jax serve` speaks the OpenAI API.
             "openai",
             # Execute the notebooks headless in tests.
