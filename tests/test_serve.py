@@ -164,10 +164,13 @@ def test_request_arriving_mid_batch_joins_at_the_next_step(tiny):
 
 def test_beyond_the_queue_depth_429_with_retry_after(tiny):
     batcher, client, _, endless = tiny
+    _wait_until(lambda: batcher.in_use() == (0, 0), batcher.in_use)  # the previous test's requests have ended
     running = [client.chat.completions.create(model="tiny", messages=m, temperature=0, max_tokens=LONG, stream=True)
                for m, _ in endless[:2]]
     for stream in running:
-        next(iter(stream))  # both slots are decoding
+        next(iter(stream))
+    # The first chunk can come before the second request holds its slot: wait until both decode.
+    _wait_until(lambda: batcher.in_use() == (2, 0), batcher.in_use)
     waiting = threading.Thread(target=client.chat.completions.create, daemon=True,
                                kwargs=dict(model="tiny", messages=endless[2][0], max_tokens=2))
     waiting.start()
