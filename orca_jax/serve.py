@@ -1,4 +1,5 @@
-"""OpenAI-compatible HTTP server for a local model: `/v1/chat/completions` and `/v1/models`.
+"""OpenAI-compatible HTTP server for a local model: `/v1/chat/completions` and `/v1/models` here;
+`/v1/completions` and the tokenizer endpoints lm-eval's API clients use in `serve_completions.py`.
 
 Requests are decoded by continuous batching (`ContinuousBatcher`): a request arriving while
 others decode joins them at the next step. The server only translates between the OpenAI wire
@@ -6,7 +7,8 @@ format and `GenerationRequest` / `Completion`. Honoured: `temperature`, `top_p`,
 (or `max_completion_tokens`), `stop`, `logprobs`, `top_logprobs`, and `stream` (server-sent
 events in OpenAI's chunk format, usage in the last chunk). More requests waiting than the
 queue allows get 429 with Retry-After; a client that disconnects frees its slot. Not supported
-(400): `n` > 1, `logprobs` with `stream`.
+(400): `n` > 1, `logprobs` with `stream`. `seed` is accepted but sampling draws from the server's
+`--seed` stream, so it does not make a sampled reply repeatable.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from orca_jax.errors import UserError
 from orca_jax.teacher.local_teacher import Completion, GenerationRequest, add_scores
 
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit
-_BATCHER = web.AppKey("batcher", ContinuousBatcher)
-_MODEL_NAME = web.AppKey("model_name", str)
+BATCHER = web.AppKey("batcher", ContinuousBatcher)
+MODEL_NAME = web.AppKey("model_name", str)
 
 
 class BadRequest(Exception):
@@ -33,13 +35,13 @@ class BadRequest(Exception):
         self.param = param
 
 
-def _error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
-           headers: dict | None = None):
+def error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error",
+          headers: dict | None = None):
     return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": None}},
                              status=status, headers=headers)
 
 
-def _number(body: dict, name: str, default, kind, low, high):
+def number(body: dict, name: str, default, kind, low, high):
     value = body.get(name)
     if value is None:
         return default
@@ -50,7 +52,38 @@ def _number(body: dict, name: str, default, kind, low, high):
     return kind(value)
 
 
-def _messages(body: dict) -> list[dict]:
+async def read_json(http_request: web.Request):
+    try:
+        return await http_request.json()
+    except ValueError:
+        raise BadRequest("request body: not valid JSON") from None
+
+
+def refusal(e: Exception, param: str) -> web.Response:
+    """The answer to a request the server cannot take: 400 for bad input (`param` names the field of
+    a UserError, e.g. a prompt over the context), 429 with Retry-After when the queue is full."""
+    if isinstance(e, QueueFull):
+        return error(429, str(e), kind="rate_limit_error", headers={"Retry-After": str(e.retry_after)})
+    return error(400, str(e), e.param if isinstance(e, BadRequest) else param)
+
+
+def sampling(body: dict, context: int, default_max_tokens: int, min_max_tokens: int = 1) -> dict:
+    """`GenerationRequest` fields both completions endpoints read the same way (`max_tokens`,
+    `temperature`, `top_p`, `stop`), after checking `n` and `seed`."""
+    if body.get("n", 1) != 1:
+        raise BadRequest("n: only n = 1 is supported", "n")
+    number(body, "seed", None, int, -2**63, 2**63 - 1)
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = number({"max_tokens": max_tokens}, "max_tokens", default_max_tokens, int, min_max_tokens, context)
+    stop = body.get("stop")
+    stop = [stop] if isinstance(stop, str) else (stop or [])
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
+        raise BadRequest("stop: expected a string or a list of up to 4 strings", "stop")
+    return {"max_tokens": max_tokens, "temperature": number(body, "temperature", 1.0, float, 0.0, 2.0),
+            "top_p": number(body, "top_p", 1.0, float, 1e-6, 1.0), "stop": tuple(stop)}
+
+
+def messages_of(body: dict) -> list[dict]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages: expected a non-empty list", "messages")
@@ -75,27 +108,17 @@ def parse_chat_request(body, batcher: ContinuousBatcher) -> GenerationRequest:
         raise BadRequest("request body: expected a JSON object")
     if not isinstance(body.get("stream", False), bool):
         raise BadRequest("stream: expected true or false", "stream")
-    if body.get("n", 1) != 1:
-        raise BadRequest("n: only n = 1 is supported", "n")
-    context = batcher.model.config.max_position_embeddings
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 256, int, 1, context)
-    stop = body.get("stop")
-    stop = [stop] if isinstance(stop, str) else (stop or [])
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
-        raise BadRequest("stop: expected a string or a list of up to 4 strings", "stop")
+    settings = sampling(body, batcher.model.config.max_position_embeddings, 256)
     logprobs = body.get("logprobs") or False
     if not isinstance(logprobs, bool):
         raise BadRequest("logprobs: expected true or false", "logprobs")
-    top_logprobs = _number(body, "top_logprobs", 0, int, 0, MAX_TOP_LOGPROBS)
+    top_logprobs = number(body, "top_logprobs", 0, int, 0, MAX_TOP_LOGPROBS)
     if top_logprobs and not logprobs:
         raise BadRequest("top_logprobs: needs logprobs: true", "top_logprobs")
     if logprobs and body.get("stream"):
         raise BadRequest("logprobs: not supported with stream: true", "logprobs")
-    return GenerationRequest(
-        prompt_ids=tuple(batcher.encode_chat(_messages(body))), max_tokens=max_tokens,
-        temperature=_number(body, "temperature", 1.0, float, 0.0, 2.0),
-        top_p=_number(body, "top_p", 1.0, float, 1e-6, 1.0), stop=tuple(stop), topk=top_logprobs, logprobs=logprobs)
+    return GenerationRequest(prompt_ids=tuple(batcher.encode_chat(messages_of(body))), **settings, topk=top_logprobs,
+                             logprobs=logprobs)
 
 
 def _logprobs_content(batcher: ContinuousBatcher, request: GenerationRequest, c: Completion) -> list[dict]:
@@ -118,27 +141,20 @@ def _logprobs_content(batcher: ContinuousBatcher, request: GenerationRequest, c:
 
 
 async def chat_completions(http_request: web.Request) -> web.StreamResponse:
-    batcher = http_request.app[_BATCHER]
+    batcher = http_request.app[BATCHER]
     try:
-        body = await http_request.json()
-    except ValueError:
-        return _error(400, "request body: not valid JSON")
-    try:
+        body = await read_json(http_request)
         request = parse_chat_request(body, batcher)
         stream = batcher.submit(request)
-    except BadRequest as e:
-        return _error(400, str(e), e.param)
-    except UserError as e:  # e.g. prompt + max_tokens over the context
-        return _error(400, str(e), "messages")
-    except QueueFull as e:
-        return _error(429, str(e), kind="rate_limit_error", headers={"Retry-After": str(e.retry_after)})
-    header = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": http_request.app[_MODEL_NAME]}
+    except (BadRequest, UserError, QueueFull) as e:
+        return refusal(e, "messages")
+    header = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": http_request.app[MODEL_NAME]}
     try:  # the server cancels this handler when the client disconnects: the finally frees the slot
         if body.get("stream"):
             return await _stream(http_request, stream, header)
         completion = await stream.completion()
     except UserError as e:
-        return _error(400, str(e), "messages")
+        return error(400, str(e), "messages")
     finally:
         batcher.cancel(stream)  # a no-op once it has finished
     if request.logprobs:
@@ -147,13 +163,14 @@ async def chat_completions(http_request: web.Request) -> web.StreamResponse:
               "logprobs": {"content": _logprobs_content(batcher, request, completion)} if request.logprobs else None,
               "finish_reason": completion.finish_reason}
     return web.json_response({**header, "object": "chat.completion", "choices": [choice],
-                              "usage": _usage(completion)})
+                              "usage": usage([completion])})
 
 
-def _usage(completion: Completion) -> dict:
-    completion_tokens = len(completion.token_ids)
-    return {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": completion.prompt_tokens + completion_tokens}
+def usage(completions: list[Completion]) -> dict:
+    prompt_tokens = sum(c.prompt_tokens for c in completions)
+    completion_tokens = sum(len(c.token_ids) for c in completions)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
 
 
 async def _stream(http_request: web.Request, stream, header: dict) -> web.StreamResponse:
@@ -171,7 +188,7 @@ async def _stream(http_request: web.Request, stream, header: dict) -> web.Stream
     async for piece in stream.deltas():
         await send({"content": piece})
     completion = await stream.completion()
-    await send({}, completion.finish_reason, usage=_usage(completion))
+    await send({}, completion.finish_reason, usage=usage([completion]))
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response
@@ -179,16 +196,19 @@ async def _stream(http_request: web.Request, stream, header: dict) -> web.Stream
 
 async def list_models(http_request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [
-        {"id": http_request.app[_MODEL_NAME], "object": "model", "created": 0, "owned_by": "orca-jax"}]})
+        {"id": http_request.app[MODEL_NAME], "object": "model", "created": 0, "owned_by": "orca-jax"}]})
 
 
 def make_app(batcher: ContinuousBatcher, model_name: str) -> web.Application:
     """The aiohttp application; the caller enters `batcher`'s async context around serving."""
+    from orca_jax import serve_completions  # it builds on this module's request helpers
+
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app[_BATCHER] = batcher
-    app[_MODEL_NAME] = model_name
+    app[BATCHER] = batcher
+    app[MODEL_NAME] = model_name
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
+    serve_completions.add_routes(app)
     return app
 
 
