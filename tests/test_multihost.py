@@ -31,15 +31,16 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 @pytest.mark.slow
+@pytest.mark.multihost
 def test_two_processes_equal_one_process(tmp_path):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     out = tmp_path / "multi.npz"
     env = dict(ts.cli_env(2), PYTHONPATH=os.pathsep.join([ts.REPO, os.path.join(ts.REPO, "tests")]))
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, address, str(i), str(out)], env=env, cwd=ts.REPO,
@@ -55,12 +56,13 @@ def test_two_processes_equal_one_process(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.multihost
 def test_train_command_across_two_processes(tmp_path):
     """The whole run through `orca-jax train --coordinator_address ...`: orbax writes one
     checkpoint from both processes, the summary's loss matches a single-process run."""
     gin_file = tmp_path / "run.gin"
     gin_file.write_text(ts.TINY_GIN + "mesh_shape.data = 2\nmesh_shape.fsdp = 2\n")
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     common = [f"--gin_file={gin_file}", "--gin.TRAIN_STEPS=3"]
     env = ts.cli_env(2)
     procs = [subprocess.Popen(
