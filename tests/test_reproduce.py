@@ -103,3 +103,57 @@ def test_report_files(out_dir):
     import matplotlib.image
 
     assert matplotlib.image.imread(os.path.join(out_dir, "ablations.png")).ndim == 3
+
+
+def _reproduce(out, *extra):
+    return subprocess.run([sys.executable, "-m", "orca_jax.cli", "reproduce", "--suite", "ci", "--seeds", str(SEEDS),
+                           "--distill", "--out", out, *extra], capture_output=True, text=True, timeout=600)
+
+
+def test_rerun_reuses_every_finished_condition(out_dir):
+    """A second run on the same folder trains nothing (no checkpoint is touched) and
+    judges the same claims from the per-seed results it finds."""
+    before = json.load(open(os.path.join(out_dir, "results.json")))
+    checkpoints = os.path.join(out_dir, "seed_0", "runs", "progressive", "checkpoints")
+    stamps = {name: os.stat(os.path.join(checkpoints, name)).st_mtime_ns for name in os.listdir(checkpoints)}
+    proc = _reproduce(out_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "every condition already in" in proc.stdout
+    after = json.load(open(os.path.join(out_dir, "results.json")))
+    assert after["per_seed"] == before["per_seed"] and after["claims"] == before["claims"]
+    assert {name: os.stat(os.path.join(checkpoints, name)).st_mtime_ns for name in os.listdir(checkpoints)} == stamps
+    assert set(after["condition_seconds"]["0"]) == set(CONDITIONS)
+
+
+def test_seeds_split_across_runs(out_dir, tmp_path):
+    """--only_seeds: a folder holding only seed 1's results judges nothing and says which
+    seed is missing; once seed 0's folder is copied in, the claims equal the full run's."""
+    import shutil
+
+    out = str(tmp_path / "split")
+    os.makedirs(out)
+    shutil.copytree(os.path.join(out_dir, "seed_1"), os.path.join(out, "seed_1"))
+    proc = _reproduce(out, "--only_seeds", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "not yet: [0]" in proc.stdout and not os.path.exists(os.path.join(out, "results.json"))
+    shutil.copytree(os.path.join(out_dir, "seed_0"), os.path.join(out, "seed_0"))
+    proc = _reproduce(out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = json.load(open(os.path.join(out_dir, "results.json")))
+    assert json.load(open(os.path.join(out, "results.json")))["claims"] == expected["claims"]
+
+
+def test_results_of_another_configuration_are_refused(out_dir, tmp_path):
+    import shutil
+
+    out = str(tmp_path / "other")
+    shutil.copytree(os.path.join(out_dir, "seed_0"), os.path.join(out, "seed_0"))
+    path = os.path.join(out, "seed_0", "seed_results.json")
+    saved = json.load(open(path))
+    saved["config"]["peak_lr"] *= 2
+    json.dump(saved, open(path, "w"))
+    proc = _reproduce(out, "--only_seeds", "0")
+    assert proc.returncode != 0
+    assert "seed_results.json: written by a run with another configuration (differs in peak_lr)" in proc.stderr
+    proc = _reproduce(out, "--only_seeds", "2")
+    assert proc.returncode != 0 and "--only_seeds [2]: the reproduction's seeds are 0..1" in proc.stderr

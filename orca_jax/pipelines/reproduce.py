@@ -54,6 +54,8 @@ CLAIMS = (
     ("prompt erasing beats keeping strategy prompts (generic prompt at test)", "Orca 2", "progressive", "prompts_kept",
      OPEN),
 )
+# Per seed, each finished condition's accuracies (what a rerun reuses)
+SEED_RESULTS = "seed_results.json"
 DISTILL_CLAIM = ("logit distillation from a larger local teacher adds to explanation tuning", "neither (option)",
                  "distilled", "progressive", OPEN)
 
@@ -85,12 +87,22 @@ def claims(distill: bool) -> tuple[tuple[str, str, str, str, str], ...]:
 def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print,
              distill: bool = False) -> dict[str, dict[str, dict[str, float]]]:
     """All conditions for one seed in `out_dir`; condition -> split -> accuracies. The
-    large teacher trains before the student distilled from it."""
+    large teacher trains before the student distilled from it.
+
+    Resumable: each finished condition's accuracies go to `SEED_RESULTS` at once, and a
+    rerun with the same configuration trains only the conditions missing there (the one
+    that was training when a run stopped resumes from its last checkpoint)."""
+    done, seconds = finished_conditions(out_dir, cfg), condition_seconds(out_dir)
+    todo = [c for c in conditions(distill) if c not in done]
+    if not todo:
+        log(f"[reproduce] seed {cfg.seed}: every condition already in {os.path.join(out_dir, SEED_RESULTS)}")
+        return {c: done[c] for c in conditions(distill)}
     traces = exp.trace_sets(cfg)
     # The same strong traces under a task whose prompts are not erased.
     traces["strong_orca2_kept"] = traces["strong_orca2"]
     exp.write_traces(out_dir, traces)
-    tokenizer = exp.train_tokenizer(out_dir, cfg)
+    # A resumed seed keeps its tokenizer: its checkpoints' embeddings index that vocabulary.
+    tokenizer = exp.saved_tokenizer(out_dir) if done else exp.train_tokenizer(out_dir, cfg)
     mixture = {"traces_assistant_orca1": len(traces["assistant_orca1"]),
                "traces_strong_orca2": len(traces["strong_orca2"])}
     exp.prepare_tasks(out_dir, cfg, [f"traces_{stem}" for stem in traces] + [MIXED], {MIXED: mixture})
@@ -99,15 +111,57 @@ def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print,
             "distilled": dict(model=model, loss=exp.distillation_loss(cfg), teacher="large_teacher")}
     examples = exp.evaluation_examples(out_dir, cfg)
     periodic = exp.curve_eval(out_dir, cfg)
-    results = {}
-    for condition in conditions(distill):
+    for condition in todo:
         log(f"[reproduce] seed {cfg.seed}: {condition}")
+        start = time.perf_counter()
         exp.train_run(out_dir, cfg, condition, _stages(cfg, condition), periodic_eval=periodic,
                       **runs.get(condition, dict(model=model)))
-        results[condition] = {split: exp.accuracies(exp.evaluate_run(out_dir, cfg, condition, examples[split],
-                                                                     f"{condition}/{split}"))
-                              for split in exp.EVALUATION_SETS}
-    return results
+        done[condition] = {split: exp.accuracies(exp.evaluate_run(out_dir, cfg, condition, examples[split],
+                                                                  f"{condition}/{split}"))
+                           for split in exp.EVALUATION_SETS}
+        seconds[condition] = round(time.perf_counter() - start, 1)
+        _write_json(os.path.join(out_dir, SEED_RESULTS), {"config": _as_json(cfg), "conditions": done,
+                                                         "seconds": seconds})
+    return {c: done[c] for c in conditions(distill)}
+
+
+def finished_conditions(seed_dir: str, cfg: exp.ExperimentConfig) -> dict[str, dict]:
+    """Condition -> split -> accuracies that an earlier run of this configuration finished
+    in `seed_dir` ({} when none); an earlier run of another configuration is an error."""
+    from orca_jax.errors import UserError
+
+    path = os.path.join(seed_dir, SEED_RESULTS)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    expected = _as_json(cfg)
+    differing = sorted(k for k in set(expected) | set(saved["config"]) if saved["config"].get(k) != expected.get(k))
+    if differing:
+        raise UserError(f"{path}: written by a run with another configuration (differs in "
+                        f"{', '.join(differing)}); use another --out, or delete {seed_dir} to rerun that seed")
+    return saved["conditions"]
+
+
+def condition_seconds(seed_dir: str) -> dict[str, float]:
+    """Condition -> seconds its training and evaluation took, as SEED_RESULTS records them."""
+    path = os.path.join(seed_dir, SEED_RESULTS)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["seconds"]
+
+
+def _as_json(cfg: exp.ExperimentConfig) -> dict:
+    """The configuration as its JSON file holds it (tuples as lists), for comparison."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _write_json(path: str, value) -> None:
+    """Written whole or not at all: a run killed while writing leaves the previous file."""
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -115,22 +169,45 @@ def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 5, distill: bool = False, log=print) -> dict:
+def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 5, distill: bool = False, log=print,
+                  only_seeds: list[int] | None = None) -> dict | None:
+    """Runs seeds 0..seeds-1 (or, with `only_seeds`, those of them) into out_dir/seed_<k>,
+    reusing what earlier runs finished there; once every seed is finished, judges the claims
+    and writes results.{json,md} and ablations.png and returns the results, else None."""
+    from orca_jax.errors import UserError
     from orca_jax.pipelines.report import plot_bars
 
     if suite not in SUITES:
         raise ValueError(f"unknown suite {suite!r}; expected one of {sorted(SUITES)}")
+    outside = sorted(set(only_seeds or ()) - set(range(seeds)))
+    if outside:
+        raise UserError(f"--only_seeds {outside}: the reproduction's seeds are 0..{seeds - 1} (--seeds {seeds})")
     base, start = SUITES[suite], time.perf_counter()
-    per_seed = {}
+    per_seed, missing = {}, []
     for seed in range(seeds):
-        cfg = dataclasses.replace(base, seed=seed)
-        per_seed[seed] = run_seed(os.path.join(out_dir, f"seed_{seed}"), cfg, log, distill)
+        cfg, seed_dir = dataclasses.replace(base, seed=seed), os.path.join(out_dir, f"seed_{seed}")
+        if only_seeds is None or seed in only_seeds:
+            per_seed[seed] = run_seed(seed_dir, cfg, log, distill)
+            continue
+        done = finished_conditions(seed_dir, cfg)
+        if all(c in done for c in conditions(distill)):
+            per_seed[seed] = {c: done[c] for c in conditions(distill)}
+        else:
+            missing.append(seed)
+    if missing:
+        log(f"[reproduce] seeds finished: {sorted(per_seed)}; not yet: {missing}. The claims are judged once "
+            f"all {seeds} are: run the missing ones (--only_seeds, on other machines if you like, copying their "
+            f"seed_<k> folders here), then this command again with the same --out.")
+        return None
     tasks = list(per_seed[0]["shallow"]["in_distribution"])
     summary = {split: {c: {t: mean_std([per_seed[s][c][split][t] for s in per_seed]) for t in tasks}
                        for c in conditions(distill)} for split in exp.EVALUATION_SETS}
     verdicts = [_claim(per_seed, *claim) for claim in claims(distill)]
     results = {"suite": suite, "seeds": seeds, "distill": distill, "config": dataclasses.asdict(base),
-               "machine": exp.machine(), "seconds": round(time.perf_counter() - start, 1), "per_seed": per_seed,
+               "machine": exp.machine(), "seconds": round(time.perf_counter() - start, 1),
+               # training and evaluation per condition, in whichever invocation ran it
+               "condition_seconds": {s: condition_seconds(os.path.join(out_dir, f"seed_{s}")) for s in per_seed},
+               "per_seed": per_seed,
                "summary": summary, "claims": verdicts}
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
