@@ -128,6 +128,13 @@ def train_tokenizer(out_dir: str, cfg: ExperimentConfig):
     return tokenizer
 
 
+def saved_tokenizer(out_dir: str):
+    """The tokenizer `train_tokenizer` saved under out_dir/tokenizer."""
+    from orca_jax.data.tokenizer import load_tokenizer
+
+    return load_tokenizer(os.path.join(out_dir, "tokenizer"))
+
+
 def prepare_tasks(out_dir: str, cfg: ExperimentConfig, names: list[str],
                   mixtures: dict[str, dict[str, float]] | None = None) -> dict[str, dict]:
     """Registers a seqio Task per trace file (and the given Mixtures) and prepares `names`
