@@ -19,7 +19,6 @@ API:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import os
 import time
@@ -32,9 +31,8 @@ import numpy as np
 from orca_jax import partitioning
 from orca_jax.errors import UserError
 from orca_jax.model.config import DecoderConfig
-from orca_jax.train import curriculum, trainer
+from orca_jax.train import curriculum, gin_setup, run_build
 from orca_jax.train.monitor import train_flops_per_token
-from orca_jax.train.optimizer import adamw_direction
 
 GIB = 1024 ** 3
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -151,25 +149,6 @@ def use_simulated_devices(n: int) -> None:
                             f"{jax.default_backend()} devices; run it in a fresh process") from None
 
 
-def train_arguments() -> dict:
-    """The `train` call gin would make: its defaults overlaid with the parsed bindings."""
-    defaults = {name: p.default for name, p in inspect.signature(curriculum.train).parameters.items()
-                if p.default is not inspect.Parameter.empty and p.default is not gin.REQUIRED}
-    args = {**defaults, **gin.get_bindings(curriculum.train)}
-    for name in ("model", "sequence_length", "batch_size"):
-        if name not in args:
-            raise UserError(f"gin config: train.{name} is not set (the plan needs the model, "
-                            f"SEQUENCE_LENGTH and BATCH_SIZE)")
-    return args
-
-
-def _stages(args: dict) -> list[curriculum.Stage]:
-    if args.get("stages"):
-        return list(args["stages"])
-    return [curriculum.Stage("main", args.get("mixture_or_task_name") or "(unnamed)",
-                             train_steps=args.get("train_steps"), epochs=args.get("epochs"))]
-
-
 def _per_device_bytes(tree, shardings) -> int:
     """Bytes one device holds of a sharded tree (the largest shard of each leaf)."""
     leaves = jax.tree_util.tree_leaves(tree)
@@ -185,14 +164,6 @@ def abstract_batch(keys, batch_size: int, seq_len: int, sharding) -> dict:
     """ShapeDtypeStructs of a packed batch as the loader yields it."""
     return {k: jax.ShapeDtypeStruct((batch_size, seq_len), jnp.float32 if k == "loss_weights" else jnp.int32,
                                     sharding=sharding) for k in keys}
-
-
-def six_nd_params(config: DecoderConfig) -> int:
-    """Non-embedding-lookup parameter count N of the 6ND rule (the LM head counts; the input
-    embedding is a gather, not a matmul, unless tied)."""
-    d, h, kv = config.hidden_size, config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
-    per_layer = 2 * d * h + 2 * d * kv + 3 * d * config.intermediate_size
-    return config.num_layers * per_layer + d * config.vocab_size
 
 
 def gathered_weights_bytes(params, config: DecoderConfig, mesh) -> int:
@@ -228,8 +199,8 @@ def make_plan(hbm_gib: float | None = None, peak_tflops: float | None = None, mf
     hbm_gib = hbm_gib if hbm_gib is not None else hw.hbm_gib
     peak_tflops = peak_tflops if peak_tflops is not None else hw.peak_tflops
     mfu = mfu if mfu is not None else hw.mfu
-    args = train_arguments()
-    model: DecoderConfig = args["model"]
+    config = gin_setup.call(curriculum.RunConfig)
+    model: DecoderConfig = config.model
     notes = []
     if model.attention_impl != "xla" and jax.default_backend() == "cpu":
         # GPU/TPU kernels cannot be compiled for CPU; XLA attention materialises the
@@ -237,21 +208,15 @@ def make_plan(hbm_gib: float | None = None, peak_tflops: float | None = None, mf
         notes.append(f"attention compiled as 'xla' instead of {model.attention_impl!r} (CPU compile); "
                      f"temporaries include dense attention scores")
         model = model.replace(attention_impl="xla")
-    seq_len, batch_size = int(args["sequence_length"]), int(args["batch_size"])
-    num_microbatches = int(args.get("num_microbatches") or 1)
-    loss_cfg = args.get("loss") or trainer.LossConfig()
-    if loss_cfg.kd_source is not None:
-        raise UserError(f"plan: LossConfig.kd_source = {loss_cfg.kd_source!r} is not planned (only the "
+    seq_len, batch_size, num_microbatches = config.sequence_length, config.batch_size, config.num_microbatches
+    if config.loss.kd_source is not None:
+        raise UserError(f"plan: LossConfig.kd_source = {config.loss.kd_source!r} is not planned (only the "
                         f"cross-entropy step); plan with --gin.LossConfig.kd_source=None")
-    stages = _stages(args)
 
-    mesh = partitioning.make_mesh()
-    rules = partitioning.logical_axis_rules()
-    trainer.check_batch_divisible(batch_size, num_microbatches, mesh, rules)
-    optimizer = adamw_direction()
-    abstract, shardings = trainer.state_shardings(model, optimizer, mesh, rules)
-    keys = trainer.BATCH_KEYS
-    batch = abstract_batch(keys, batch_size, seq_len, partitioning.batch_sharding(mesh, rules))
+    layout = run_build.Layout.build(config, model)
+    mesh = layout.mesh
+    abstract, shardings = layout.state
+    batch = abstract_batch(layout.batch_keys(), batch_size, seq_len, partitioning.batch_sharding(mesh, layout.rules))
 
     params_b = _per_device_bytes(abstract.params, shardings.params)
     opt_b = _per_device_bytes(abstract.opt_state, shardings.opt_state)
@@ -263,11 +228,7 @@ def make_plan(hbm_gib: float | None = None, peak_tflops: float | None = None, mf
             "parameters": params_b / GIB, "optimizer state": opt_b / GIB, "batch": batch_b / GIB},
             mesh.size, mesh_dict) + " (before temporaries)")
 
-    first = stages[0]
-    step_fn = trainer.ShardedStep(
-        trainer.make_train_step(model, optimizer, first.schedule(1000), loss_cfg, mesh=mesh, rules=rules,
-                                num_microbatches=num_microbatches),
-        shardings, keys, mesh, rules)
+    step_fn = layout.train_step(config.stages[0].schedule(1000))
     state = _with_shardings(abstract, shardings)
     start = time.perf_counter()
     compiled = step_fn.lower(state, batch).compile()
@@ -281,7 +242,9 @@ def make_plan(hbm_gib: float | None = None, peak_tflops: float | None = None, mf
     total_b = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
                + mem.temp_size_in_bytes + mem.generated_code_size_in_bytes)
     tokens_per_step = batch_size * seq_len
-    model_flops = train_flops_per_token(model, seq_len) * tokens_per_step
+    model_flops = layout.flops_per_token() * tokens_per_step
+    # the attention term grows with the sequence; at length 0 the count is the 6N of 6ND
+    six_nd_flops = train_flops_per_token(model, 0) * tokens_per_step
     step_seconds = model_flops / (mesh.size * peak_tflops * 1e12 * mfu) if peak_tflops else None
     plan = Plan(
         hardware=hw.name, devices=mesh.size, mesh=mesh_dict,
@@ -295,10 +258,10 @@ def make_plan(hbm_gib: float | None = None, peak_tflops: float | None = None, mf
         gathered_weights_gib=gathered_weights_bytes(abstract.params, model, mesh) / GIB,
         total_gib=total_b / GIB, hbm_gib=hbm_gib,
         xla_flops_per_device=float(cost.get("flops", float("nan"))),
-        model_flops_per_step=model_flops, six_nd_flops_per_step=6.0 * six_nd_params(model) * tokens_per_step,
+        model_flops_per_step=model_flops, six_nd_flops_per_step=six_nd_flops,
         peak_tflops=peak_tflops, mfu=mfu, step_seconds=step_seconds,
         tokens_per_second=tokens_per_step / step_seconds if step_seconds else None,
-        stages=stage_estimates(stages, DatasetSizes(), batch_size, seq_len, step_seconds),
+        stages=stage_estimates(config.stages, DatasetSizes(), batch_size, seq_len, step_seconds),
         compile_seconds=compile_seconds, notes=notes)
     return plan
 

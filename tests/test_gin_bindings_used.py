@@ -4,9 +4,8 @@ with the closest valid name."""
 
 import pytest
 
-from orca_jax import planning
 from orca_jax.cli import main
-from orca_jax.train import gin_setup
+from orca_jax.train import curriculum, gin_setup
 
 STAGED = ["--gin_file=runs/tiny_two_stage.gin", "--gin.MODEL_DIR='/tmp/unused'",
           "--gin.STAGE_1_MIXTURE='a'", "--gin.STAGE_2_MIXTURE='b'"]
@@ -34,7 +33,7 @@ def test_single_run_setting_on_a_curriculum_names_the_stage_macros(capsys, bindi
 
 def test_stage_macros_are_what_the_curriculum_reads():
     gin_setup.parse(["runs/tiny_two_stage.gin"], [b[len("--gin."):] for b in STAGED[1:]] + ["STAGE_1_STEPS=20"])
-    assert [stage.train_steps for stage in planning.train_arguments()["stages"]] == [20, 100]
+    assert [stage.train_steps for stage in curriculum.RunConfig().stages] == [20, 100]
 
 
 @pytest.mark.parametrize("argv, suggestion", [

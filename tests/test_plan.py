@@ -46,7 +46,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 from orca_jax import partitioning
 from orca_jax.errors import UserError
 from orca_jax.model import decoder
-from orca_jax.train import gin_setup, trainer
+from orca_jax.train import curriculum, gin_setup, trainer
 from orca_jax.train.optimizer import adamw_direction
 
 B, S = 8, 128
@@ -56,7 +56,7 @@ gin_setup.parse(["runs/base.gin", "models/tiny.gin", "partitioning/fsdp.gin"], [
     "model_config.num_heads=4", "model_config.num_kv_heads=2", "model_config.vocab_size=2048"])
 plan = planning.make_plan()
 
-model = planning.train_arguments()["model"]
+model = curriculum.RunConfig().model
 mesh, rules = partitioning.make_mesh(), partitioning.logical_axis_rules()
 optimizer = adamw_direction()
 _, sh = trainer.state_shardings(model, optimizer, mesh, rules)
@@ -148,7 +148,7 @@ def test_paper_gin_files_parse():
     import gin
 
     from orca_jax import planning
-    from orca_jax.train import gin_setup
+    from orca_jax.train import curriculum, gin_setup
 
     expected = {
         "runs/orca1_13b.gin": dict(layers=40, d=5120, ffn=13824, vocab=32001, seq=2048,
@@ -161,13 +161,13 @@ def test_paper_gin_files_parse():
     try:
         for path, want in expected.items():
             gin_setup.parse([path], [])
-            args = planning.train_arguments()
-            m = args["model"]
+            run = curriculum.RunConfig()
+            m = run.model
             assert (m.num_layers, m.hidden_size, m.intermediate_size, m.vocab_size) == (
                 want["layers"], want["d"], want["ffn"], want["vocab"]), path
             assert m.num_kv_heads == m.num_heads  # LLaMA / LLaMA-2 7B and 13B: no GQA
-            assert args["sequence_length"] == want["seq"]
-            assert [(s.mixture_or_task_name, s.epochs) for s in args["stages"]] == want["stages"]
+            assert run.sequence_length == want["seq"]
+            assert [(s.mixture_or_task_name, s.epochs) for s in run.stages] == want["stages"]
             sizes = planning.DatasetSizes()
             assert set(sizes.examples) == {name for name, _ in want["stages"]} == set(sizes.mean_tokens)
             for preset in ("cpu_single_host", "gpu_1x8", "gpu_4x8_h100", "tpu_v4_128", "tpu_v5p_128"):

@@ -3,11 +3,11 @@
 import argparse
 import json
 
-from orca_jax.commands.train import add_gin_arguments
+from orca_jax.train import gin_setup
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_gin_arguments(parser)
+    gin_setup.add_arguments(parser)
     parser.add_argument("--devices", type=int, default=None,
                         help="devices in the mesh, simulated on CPU (default: Hardware.devices from a partitioning preset)")
     parser.add_argument("--hbm_gib", type=float, default=None, help="memory per device in GiB (default: Hardware.hbm_gib)")
@@ -20,9 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from orca_jax import planning
     from orca_jax.errors import UserError
-    from orca_jax.train import gin_setup
 
-    gin_setup.parse(args.gin_file, args.gin_bindings)
+    gin_setup.parse_flags(args)
     devices = args.devices or planning.Hardware().devices
     if devices is None:
         raise UserError("give --devices N (or a partitioning preset that sets Hardware.devices)")

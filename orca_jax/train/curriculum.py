@@ -12,7 +12,6 @@ tensorboard/, stages/<k>-<name>/summary.json per stage and summary.json for the 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import time
@@ -21,19 +20,15 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import gin
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from orca_jax import partitioning
 from orca_jax.data.loader import Prefetcher
-from orca_jax.data.chat import ensure_template_tokens, run_chat_template
-from orca_jax.data.tokenizer import load_tokenizer
 from orca_jax.errors import UserError
 from orca_jax.model import decoder, orbax_io
 from orca_jax.model.config import DecoderConfig, get_preset
-from orca_jax.train import trainer
+from orca_jax.train import run_build, trainer
 from orca_jax.train.checkpoints import Checkpointer, abstract_like
-from orca_jax.train.monitor import Monitor, train_flops_per_token
-from orca_jax.train.optimizer import adamw_direction, learning_rate_schedule
+from orca_jax.train.monitor import Monitor
+from orca_jax.train.optimizer import learning_rate_schedule
 from orca_jax.train.summary import params_sha256, write_summary
 
 if TYPE_CHECKING:  # gin_setup imports it at run time, registering it with gin
@@ -78,22 +73,6 @@ def data_loader(mixture_or_task_name: str, *, seq_len: int, global_batch_size: i
                        process_count=process_count, num_epochs=num_epochs)
 
 
-def stage_loader(stage: Stage, make: Callable[..., object]):
-    """(loader, steps) for a stage. The loader repeats its data; with `epochs` the stage runs
-    round(epochs * steps_per_epoch) steps, the loader's own count of the global batches one
-    pass over its examples fills (the packer decides how many rows that is)."""
-    if (stage.train_steps is None) == (stage.epochs is None):
-        raise UserError(f"stage {stage.name!r}: give exactly one of train_steps or epochs")
-    loader = make(num_epochs=None)
-    if stage.train_steps is not None:
-        return loader, int(stage.train_steps)
-    if stage.epochs <= 0:
-        raise UserError(f"stage {stage.name!r}: epochs must be positive, got {stage.epochs}")
-    if not hasattr(loader, "steps_per_epoch"):
-        raise UserError(f"stage {stage.name!r}: epochs need a loader with steps_per_epoch; give train_steps")
-    return loader, max(1, round(stage.epochs * loader.steps_per_epoch))
-
-
 def _check_compatible(name: str, config: DecoderConfig, expected: DecoderConfig) -> None:
     fields = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
               "head_dim", "tie_word_embeddings", "attention_bias")
@@ -115,55 +94,13 @@ def _load_params(path: str, expected: DecoderConfig, shardings, what: str, seed:
     return loaded, jax.device_put(params, shardings)
 
 
-def _data_tokenizer(loaders, model: DecoderConfig, tokenizer_path: str | None):
-    """The tokenizer the prepared data was made with (or `tokenizer_path`), with the tokens and
-    the chat template the data was rendered with (saved into MODEL_DIR, so evaluation prompts
-    the model as training did), after checking that the model has a row for every token id
-    the data can hold."""
-    records = [t for loader in loaders for t in getattr(loader, "tokenizers", [])]
-    for record in records:
-        if record["vocab_size"] > model.vocab_size:
-            raise UserError(f"the data was tokenized with {record['path']} ({record['vocab_size']} tokens) but the "
-                            f"model has {model.vocab_size} rows: set model_config.vocab_size = {record['vocab_size']} "
-                            f"(or prepare the data with the model's tokenizer)")
-    templates = sorted({r["template"] for r in records if r.get("template")})
-    if len(templates) > 1:
-        raise UserError(f"the stages' data were prepared with different chat templates ({', '.join(templates)}); "
-                        "prepare every stage with one template, the one the model will be prompted with")
-    path = tokenizer_path or (records[0]["path"] if records else None)
-    if path is None:
-        return None
-    tokenizer = load_tokenizer(path)
-    if templates:
-        ensure_template_tokens(tokenizer, templates[0])  # as prepare added them: same ids, same order
-        tokenizer.chat_template = run_chat_template(templates[0], tokenizer)
-    return tokenizer
+@gin.configurable("train")
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What gin binds as `train.*` (`train.model = @model_config()`, ...), checked; `train`
+    runs it and `plan` compiles it, both through `run_build`.
 
-
-def _load_teacher(path: str | None, student: DecoderConfig, mesh, rules):
-    """(config, sharded params, shardings) of a frozen teacher with the student's vocabulary,
-    computing in the student's dtype."""
-    if path is None:
-        raise UserError("LossConfig.kd_source = 'online' needs train.teacher_path")
-    from orca_jax.model.loading import load_model
-    teacher = load_model(path, dtype=student.dtype)
-    if teacher.config.vocab_size != student.vocab_size:
-        raise UserError(f"teacher {path} has vocabulary {teacher.config.vocab_size}, the student "
-                        f"{student.vocab_size}: logit distillation needs the same vocabulary")
-    _, shardings = trainer.param_shardings(teacher.config, mesh, rules)
-    return teacher.config, jax.device_put(teacher.params, shardings), shardings
-
-
-@gin.configurable
-def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_length: int = gin.REQUIRED,
-          batch_size: int = gin.REQUIRED, stages: Sequence[Stage] | None = None,
-          mixture_or_task_name: str | None = None, train_steps: int | None = None, epochs: float | None = None,
-          seed: int = 0, initial_checkpoint_path: str | None = None, loader_fn: Callable = data_loader,
-          num_microbatches: int = 1, loss: trainer.LossConfig | None = None, teacher_path: str | None = None,
-          skip_nonfinite: bool = False, eval_fn: Callable | None = None, eval_every: int | None = None,
-          periodic_eval: PeriodicEval | None = None, tokenizer_path: str | None = None,
-          metrics_every_steps: int = 10) -> dict:
-    """Run every stage to its end (or until SIGTERM). Returns the run's summary dict.
+    A run is `stages`, or one stage from `mixture_or_task_name` with `train_steps` or `epochs`.
 
     `metrics_every_steps`: read the step metrics back to the host this often (and at every
     Monitor.log_every step, checkpoint, eval and stage end). Not every step, as t5x does not:
@@ -177,40 +114,59 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
     `periodic_eval` (gin: `train.periodic_eval = @PeriodicEval()`) builds `eval_fn` and
     `eval_every` from benchmark settings, writing to MODEL_DIR/eval/. Every evaluation, from
     either, is also appended to MODEL_DIR/eval/curve.jsonl."""
+    model_dir: str = gin.REQUIRED
+    _: dataclasses.KW_ONLY
+    model: DecoderConfig = gin.REQUIRED
+    sequence_length: int = gin.REQUIRED
+    batch_size: int = gin.REQUIRED
+    stages: Sequence[Stage] | None = None
+    mixture_or_task_name: str | None = None
+    train_steps: int | None = None
+    epochs: float | None = None
+    seed: int = 0
+    initial_checkpoint_path: str | None = None
+    loader_fn: Callable = data_loader
+    num_microbatches: int = 1
+    loss: trainer.LossConfig | None = None
+    teacher_path: str | None = None
+    skip_nonfinite: bool = False
+    eval_fn: Callable | None = None
+    eval_every: int | None = None
+    periodic_eval: PeriodicEval | None = None
+    tokenizer_path: str | None = None
+    metrics_every_steps: int = 10
+
+    def __post_init__(self):
+        if self.metrics_every_steps < 1:
+            raise UserError(f"train.metrics_every_steps = {self.metrics_every_steps}: expected a positive number of steps")
+        if self.periodic_eval is not None and self.eval_fn is not None:
+            raise UserError("give train.periodic_eval or train.eval_fn, not both")
+        if self.stages is None:
+            if self.mixture_or_task_name is None:
+                raise UserError("give MIXTURE_OR_TASK_NAME (or a curriculum in train.stages)")
+            stages = [Stage("main", self.mixture_or_task_name, train_steps=self.train_steps, epochs=self.epochs)]
+        else:
+            stages = self.stages
+        # resolved once here, so whoever builds the run reads the stages and loss it runs
+        object.__setattr__(self, "stages", tuple(stages))
+        object.__setattr__(self, "loss", self.loss or trainer.LossConfig())
+
+
+def train(*args, **settings) -> dict:
+    """Run every stage of the gin-configured run (`RunConfig(*args, **settings)`: given
+    arguments override gin's) to its end, or until SIGTERM. Returns the run's summary dict."""
     wall_start = time.perf_counter()
-    loss = loss or trainer.LossConfig()
-    if metrics_every_steps < 1:
-        raise UserError(f"train.metrics_every_steps = {metrics_every_steps}: expected a positive number of steps")
-    if periodic_eval is not None and eval_fn is not None:
-        raise UserError("give train.periodic_eval or train.eval_fn, not both")
-    if stages is None:
-        if mixture_or_task_name is None:
-            raise UserError("give MIXTURE_OR_TASK_NAME (or a curriculum in train.stages)")
-        stages = [Stage("main", mixture_or_task_name, train_steps=train_steps, epochs=epochs)]
-    stages = list(stages)
-    mesh = partitioning.make_mesh()
-    rules = partitioning.logical_axis_rules()
-    trainer.check_batch_divisible(batch_size, num_microbatches, mesh, rules)
+    config = RunConfig(*args, **settings)
+    model, model_dir = config.model, config.model_dir
+    layout = run_build.Layout.build(config)
+    data = run_build.stage_data(config)  # missing data fails before anything compiles
+    stages, loaders, starts, ends, tokenizer = config.stages, data.loaders, data.starts, data.ends, data.tokenizer
+    teacher = run_build.load_teacher(config, layout)
 
-    # Loaders first: missing data must fail before anything compiles.
-    loaders, lengths = zip(*[
-        stage_loader(s, functools.partial(loader_fn, s.mixture_or_task_name, seq_len=sequence_length,
-                                          global_batch_size=batch_size, seed=seed + k,
-                                          process_index=jax.process_index(), process_count=jax.process_count()))
-        for k, s in enumerate(stages)])
-    tokenizer = _data_tokenizer(loaders, model, tokenizer_path)
-    ends = np.cumsum(lengths).tolist()
-    starts = [0] + ends[:-1]
-
-    teacher_config = teacher_params = teacher_shardings = None
-    if loss.kd_source == "online":
-        teacher_config, teacher_params, teacher_shardings = _load_teacher(teacher_path, model, mesh, rules)
-
-    optimizer = adamw_direction()
-    abstract, shardings = trainer.state_shardings(model, optimizer, mesh, rules)
+    optimizer = layout.optimizer
+    abstract, shardings = layout.state
     os.makedirs(model_dir, exist_ok=True)
     checkpointer = Checkpointer(model_dir)
-    keys = trainer.BATCH_KEYS + (trainer.TOPK_KEYS if loss.kd_source == "offline" else ())
 
     # Restore order: latest checkpoint in MODEL_DIR, else the initial checkpoint, else random.
     latest = checkpointer.latest_step()
@@ -226,24 +182,25 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
             loader_state, stage_tokens = progress["loader"], progress["stage_tokens"]
         step = latest
     else:
-        if initial_checkpoint_path:
-            initial, params = _load_params(initial_checkpoint_path, model, shardings.params, "initial checkpoint",
-                                           seed)
+        if config.initial_checkpoint_path:
+            initial, params = _load_params(config.initial_checkpoint_path, model, shardings.params,
+                                           "initial checkpoint", config.seed)
             tokenizer = tokenizer or initial.tokenizer
         else:
             params = jax.jit(decoder.init_params, static_argnums=0, out_shardings=shardings.params)(
-                model, jax.random.key(seed))
+                model, jax.random.key(config.seed))
         opt_state = jax.jit(optimizer.init, out_shardings=shardings.opt_state)(params)
         stage_index, step = 0, 0
     state = trainer.TrainState(step=jax.device_put(jnp.asarray(step, jnp.int32), shardings.step),
                                params=params, opt_state=opt_state)
     # built here, where the tokenizer is final (an initial checkpoint may have supplied it)
-    if periodic_eval is not None:
+    eval_fn, eval_every = config.eval_fn, config.eval_every
+    if config.periodic_eval is not None:
         if tokenizer is None:
             raise UserError("train.periodic_eval needs a tokenizer: set train.tokenizer_path "
                             "(neither the prepared data nor a checkpoint gave one)")
-        eval_fn = periodic_eval.make_eval_fn(model, tokenizer, os.path.join(model_dir, "eval"))
-        eval_every = periodic_eval.every_steps
+        eval_fn = config.periodic_eval.make_eval_fn(model, tokenizer, os.path.join(model_dir, "eval"))
+        eval_every = config.periodic_eval.every_steps
     _write_model_files(model_dir, model, tokenizer)
     if eval_fn is not None:
         eval_fn = _recording_curve(eval_fn, os.path.join(model_dir, "eval", "curve.jsonl"))
@@ -263,26 +220,21 @@ def train(model_dir: str, *, model: DecoderConfig = gin.REQUIRED, sequence_lengt
                 loader_state = None
             # per-source losses where the loader names its sources (a train.loader_fn may not)
             source_names = getattr(loader, "source_names", [])
-            stage_keys = keys + (trainer.SOURCE_KEYS if source_names else ())
-            step_fn = trainer.ShardedStep(
-                trainer.make_train_step(model, optimizer, stage.schedule(ends[k] - starts[k]), loss, mesh=mesh,
-                                        rules=rules, num_microbatches=num_microbatches,
-                                        stage_start_step=starts[k], teacher_config=teacher_config,
-                                        source_names=source_names),
-                shardings, stage_keys, mesh, rules, teacher_shardings)
+            step_fn = layout.train_step(stage.schedule(ends[k] - starts[k]), stage_start_step=starts[k],
+                                        teacher=teacher, source_names=source_names)
             monitor = Monitor(os.path.join(model_dir, "tensorboard"), first_step=step, last_step=ends[k],
-                              flops_per_token=train_flops_per_token(model, sequence_length),
+                              flops_per_token=layout.flops_per_token(),
                               description=f"stage {k + 1}/{len(stages)} {stage.name}")
             # packs ahead on a thread; its state() is that of the batches handed out so far
             feed = Prefetcher(loader)
             try:
                 result = trainer.run_steps(
-                    step_fn, state, feed, first_step=step, last_step=ends[k], keys=stage_keys,
-                    teacher_params=teacher_params, checkpointer=checkpointer,
+                    step_fn, state, feed, first_step=step, last_step=ends[k], keys=layout.batch_keys(source_names),
+                    teacher_params=teacher.params if teacher else None, checkpointer=checkpointer,
                     progress=lambda tokens: {"stage": k, "loader": feed.state(), "stage_tokens": tokens},
                     monitor=monitor, tokens_before=stage_tokens,
-                    skip_nonfinite=skip_nonfinite, eval_fn=eval_fn, eval_every=eval_every, stop=stop,
-                    metrics_every_steps=metrics_every_steps)
+                    skip_nonfinite=config.skip_nonfinite, eval_fn=eval_fn, eval_every=eval_every, stop=stop,
+                    metrics_every_steps=config.metrics_every_steps)
             finally:
                 feed.close()
                 monitor.close()

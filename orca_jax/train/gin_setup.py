@@ -6,6 +6,7 @@ the run uses instead (gin itself accepts both silently)."""
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import inspect
 import logging
@@ -25,6 +26,37 @@ _INSTALLED_GIN_DIR = os.path.join(_PACKAGE_DIR, "gin_files")
 GIN_DIR = _INSTALLED_GIN_DIR if os.path.isdir(_INSTALLED_GIN_DIR) else os.path.join(os.path.dirname(_PACKAGE_DIR), "gin")
 # train's single-run parameters; a curriculum (train.stages) reads each from its Stage instead
 STAGED_RUN_IGNORES = ("mixture_or_task_name", "train_steps", "epochs")
+GIN_PREFIX = "--gin."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The gin flags every command that reads gin takes (train, plan, prepare): --gin_file
+    (repeatable), --gin_search_paths, and a binding as --gin.NAME=VALUE (t5x), --gin_bindings
+    NAME=VALUE (t5x's absl flag) or --gin NAME=VALUE."""
+    parser.add_argument("--gin_file", action="append", default=[],
+                        help="gin file (repeatable); found as given, under --gin_search_paths, or under gin/")
+    parser.add_argument("--gin_search_paths", action="append", default=[], metavar="DIR[,DIR...]",
+                        help="folders searched for gin files and their includes, before the working "
+                             "directory and gin/ (repeatable, comma-separated)")
+    parser.add_argument("--gin_bindings", "--gin", action="append", default=[], metavar="NAME=VALUE",
+                        help="gin binding (repeatable); the t5x spelling --gin.NAME=VALUE works too")
+    # argparse cannot declare the open-ended `--gin.NAME=VALUE` family: collect it from the
+    # arguments this parser does not know.
+    parse_known = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, extras = parse_known(args, namespace)
+        gin_args = [a for a in extras if a.startswith(GIN_PREFIX)]
+        namespace.gin_bindings = list(namespace.gin_bindings) + [a[len(GIN_PREFIX):] for a in gin_args]
+        return namespace, [a for a in extras if not a.startswith(GIN_PREFIX)]
+
+    parser.parse_known_args = parse_known_args
+
+
+def parse_flags(args: argparse.Namespace, *, require_files: bool = True) -> None:
+    """`parse` with the flags `add_arguments` declared."""
+    search_paths = [p for flag in args.gin_search_paths for p in flag.split(",") if p]
+    parse(args.gin_file, args.gin_bindings, search_paths=search_paths, require_files=require_files)
 
 
 def register_configurables() -> None:
@@ -34,15 +66,18 @@ def register_configurables() -> None:
     from orca_jax.train import checkpoints, curriculum, monitor, optimizer, trainer  # noqa: F401
 
 
-def parse(gin_files: Sequence[str], bindings: Sequence[str], *, require_files: bool = True) -> None:
-    """Parse files (found as given, or under the repo's gin/ folder) then `NAME=VALUE` bindings.
+def parse(gin_files: Sequence[str], bindings: Sequence[str], *, search_paths: Sequence[str] = (),
+          require_files: bool = True) -> None:
+    """Parse files (found as given, under `search_paths`, the working directory, or the repo's
+    gin/ folder, first found wins) then `NAME=VALUE` bindings.
 
     Unknown names, bad syntax, missing files and bindings the run ignores surface as one-line
     UserErrors."""
     register_configurables()
     gin.clear_config()
-    for path in (os.getcwd(), GIN_DIR):
-        gin.add_config_file_search_path(path)
+    # gin only ever appends to its search path: set it whole, so one parse's paths do not
+    # leak into the next in the same process
+    gin.config._LOCATION_PREFIXES[:] = ["", *search_paths, os.getcwd(), GIN_DIR]
     if require_files and not gin_files:
         raise UserError("give at least one --gin_file (e.g. --gin_file=runs/tiny.gin)")
     root = logging.getLogger()
@@ -60,11 +95,16 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str], *, require_files: b
 
 def call(configurable, *args, **kwargs):
     """Call a gin configurable; a UserError from inside keeps its one line (gin appends
-    "In call to configurable ..." lines to every exception passing through it)."""
+    "In call to configurable ..." lines to every exception passing through it), and a
+    required parameter left unbound is one too."""
     try:
         return configurable(*args, **kwargs)
     except UserError as e:
         raise UserError(str(e).split("\n  In call to configurable")[0]) from None
+    except RuntimeError as e:  # gin's "Required bindings for `train` not provided in config: [...]"
+        if not str(e).startswith("Required bindings"):
+            raise
+        raise UserError(f"gin config: {str(e).splitlines()[0]}") from None
 
 
 def bound_value(binding: str):
