@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import re
+from typing import Callable
 
 import gin
 import seqio
@@ -29,6 +30,8 @@ from orca_jax.errors import UserError
 
 TASK_PREFIX = "traces_"
 TRACE_SUFFIXES = (".jsonl", ".parquet")
+# (file, trace) -> why to drop the trace before tokenizing, or None to keep it
+Screen = Callable[[str, Trace], "str | None"]
 
 
 @dataclasses.dataclass
@@ -42,8 +45,9 @@ class TraceTaskSpec:
     on_bad_record: str
     topk: bool
     read_report: ReadReport = dataclasses.field(default_factory=ReadReport)
-    rejected: dict[str, int] = dataclasses.field(default_factory=dict)  # tokenization failures per reason
+    rejected: dict[str, int] = dataclasses.field(default_factory=dict)  # records read but dropped, per reason
     erasing: str | None = None
+    screen: Screen | None = None
     systems: list[str] = dataclasses.field(default_factory=list)  # each example's system message, in order
     added_tokens: list[str] = dataclasses.field(default_factory=list)
     error: UserError | None = None  # raised inside tf.data (which wraps it); prepare re-raises it
@@ -61,13 +65,19 @@ class TraceTaskSpec:
             self.added_tokens = missing  # the model's embeddings must grow to the new vocab_size
         return self._tokenizer
 
-    def reset(self, erasing: str | None) -> None:
-        self.read_report, self.rejected, self.erasing, self.error, self.systems = ReadReport(), {}, erasing, None, []
+    def reset(self, erasing: str | None, screen: Screen | None = None) -> None:
+        self.read_report, self.rejected, self.error, self.systems = ReadReport(), {}, None, []
+        self.erasing, self.screen = erasing, screen
 
     def traces(self):
         try:
             for path in self.files:
-                yield from read_traces(path, on_bad_record=self.on_bad_record, report=self.read_report)
+                for trace in read_traces(path, on_bad_record=self.on_bad_record, report=self.read_report):
+                    reason = self.screen(path, trace) if self.screen else None
+                    if reason is None:
+                        yield trace
+                    else:
+                        self.rejected[reason] = self.rejected.get(reason, 0) + 1
         except UserError as e:
             self.error = e
             raise

@@ -49,20 +49,27 @@ def _filtered_path(folder: str, path: str, taken: set[str]) -> str:
     return out
 
 
-def run(args) -> int:
-    from orca_jax.data.traces import read_traces, write_traces
+def benchmark_scan(benchmarks: str, data_dir: str | None, data_cache: str | None = None,
+                   data_mirror: str | None = None):
+    """(Scan over the items of `benchmarks`, comma-separated as --benchmarks takes them; the
+    folder they were read from: `data_dir`, else the official files fetched once)."""
     from orca_jax.evaluation import data_sources
     from orca_jax.evaluation.benchmarks import load_examples
-    from orca_jax.evaluation.decontamination import NGRAM, BenchmarkIndex, Scan
+    from orca_jax.evaluation.decontamination import BenchmarkIndex, Scan
+
+    specs = [s for s in benchmarks.split(",") if s.strip()]
+    if not data_dir:
+        names = list(dict.fromkeys(spec.strip().partition(":")[0] for spec in specs))
+        data_dir, _ = data_sources.fetched_benchmarks(names, data_cache, data_mirror)
+    return Scan(BenchmarkIndex.build(load_examples(data_dir, specs))), data_dir
+
+
+def run(args) -> int:
+    from orca_jax.data.traces import read_traces, write_traces
+    from orca_jax.evaluation.decontamination import NGRAM
 
     files = trace_files(args.traces)
-    specs = [s for s in args.benchmarks.split(",") if s.strip()]
-    if args.data_dir:
-        data_dir = args.data_dir
-    else:
-        benchmarks = list(dict.fromkeys(spec.strip().partition(":")[0] for spec in specs))
-        data_dir, _ = data_sources.fetched_benchmarks(benchmarks, args.data_cache, args.data_mirror)
-    scan = Scan(BenchmarkIndex.build(load_examples(data_dir, specs)))
+    scan, data_dir = benchmark_scan(args.benchmarks, args.data_dir, args.data_cache, args.data_mirror)
     per_file, taken = {}, set()
     if args.write_filtered:
         os.makedirs(args.write_filtered, exist_ok=True)
@@ -93,14 +100,19 @@ def _clean_traces(traces, path: str, scan, counts: dict):
             yield trace
 
 
-def _print(result: dict) -> None:
-    print(f"| benchmark | items | checked ({result['ngram']}-grams) | too short | contaminated |")
+def print_benchmarks(benchmarks: dict[str, dict], ngram: int) -> None:
+    """`Scan.report` as a table per benchmark, then the contaminated items it lists."""
+    print(f"| benchmark | items | checked ({ngram}-grams) | too short | contaminated |")
     print("| --- | --- | --- | --- | --- |")
-    for name, b in result["benchmarks"].items():
+    for name, b in benchmarks.items():
         print(f"| {name} | {b['items']} | {b['checked']} | {b['too_short']} | {b['contaminated']} |")
-    for name, b in result["benchmarks"].items():
+    for name, b in benchmarks.items():
         for e in b["examples"]:
             print(f"{name} {e['item']} in {e['trace_file']} trace {e['trace_id']}: \"{e['overlap']}\"")
+
+
+def _print(result: dict) -> None:
+    print_benchmarks(result["benchmarks"], result["ngram"])
     for path, counts in result["trace_files"].items():
         print(f"{path}: {counts['contaminated']} of {counts['traces']} traces contaminated"
               + (f", {counts['written']} written" if "written" in counts else ""))

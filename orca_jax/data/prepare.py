@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orca_jax.data.cache import SystemMessages, empty_task_message, write_cache, write_metadata, write_mixture
 from orca_jax.data.system_messages import erased_task_names, erasing_policy
 from orca_jax.errors import UserError
 
+if TYPE_CHECKING:  # tasks.traces imports TensorFlow: only when preparing
+    from tasks.traces import Screen
 
-def _prepare_task(task_name: str, directory: str, max_length: int | None) -> dict[str, Any]:
+
+def _prepare_task(task_name: str, directory: str, max_length: int | None, screen: Screen | None) -> dict[str, Any]:
     import seqio
     from tasks.traces import TRACE_TASKS
 
@@ -26,7 +29,7 @@ def _prepare_task(task_name: str, directory: str, max_length: int | None) -> dic
         raise UserError(f"task {task_name}: not a trace task (known: {', '.join(sorted(TRACE_TASKS)) or 'none; set --data_dir'})")
     spec = TRACE_TASKS[task_name]
     policy = erasing_policy(task_name)
-    spec.reset(policy)
+    spec.reset(policy, screen)
     dataset = seqio.get_mixture_or_task(task_name).get_dataset(sequence_length=None, split="train", shuffle=False, num_epochs=1)
     too_long = 0
     systems = SystemMessages()
@@ -81,8 +84,11 @@ def _prepare_task(task_name: str, directory: str, max_length: int | None) -> dic
     return metadata
 
 
-def prepare(name: str, cache_root: str, max_length: int | None = None) -> dict[str, Any]:
-    """Cache the Task or Mixture `name` under `cache_root/name`; returns {task: metadata}."""
+def prepare(name: str, cache_root: str, max_length: int | None = None, screen: Screen | None = None) -> dict[str, Any]:
+    """Cache the Task or Mixture `name` under `cache_root/name`; returns {task: metadata}.
+
+    `screen(file, trace)` sees every trace read and returns why to drop it (counted among the
+    skipped records per reason), or None to keep it."""
     import seqio
 
     mixtures = [key for key in erased_task_names() if key in seqio.MixtureRegistry.names()]
@@ -95,10 +101,10 @@ def prepare(name: str, cache_root: str, max_length: int | None = None) -> dict[s
         rates, out = {}, {}
         for task in mixture.tasks:
             rel = os.path.join("tasks", task.name)
-            out[task.name] = _prepare_task(task.name, os.path.join(cache_root, name, rel), max_length)
+            out[task.name] = _prepare_task(task.name, os.path.join(cache_root, name, rel), max_length, screen)
             rates[rel] = mixture.get_rate(task)
         write_mixture(os.path.join(cache_root, name), rates)
         return out
     if name not in seqio.TaskRegistry.names():
         raise UserError(f"--task {name}: no such seqio Task or Mixture (trace tasks are named traces_<file name> under --data_dir)")
-    return {name: _prepare_task(name, os.path.join(cache_root, name), max_length)}
+    return {name: _prepare_task(name, os.path.join(cache_root, name), max_length, screen)}
