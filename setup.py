@@ -37,7 +37,7 @@ setup(
         "seqio": ["seqio"],
         # `orca-jax eval --harness`: lm-evaluation-harness tasks on orca-jax models
         # (orca_jax/evaluation/harness.py); its HF backend, for the parity test, needs torch.
-        "harness": ["lm-eval>=0.4.13"],
+        "harness": ["lm-eval[api]>=0.4.13"],  # api: its clients for `orca-jax serve` (local-completions)
         # t5x interop (orca_jax/t5x): t5x's registry dependencies. t5x, airio and jestimator come
         # from their repositories with --no-deps (README, "t5x interop").
         "t5x": ["seqio", "fiddle", "chex", "jaxtyping", "tensorboard", "grain", "clu", "cached-property"],
@@ -51,7 +51,7 @@ setup(
             "pytest",
             "hypothesis",
             # lm-evaluation-harness, so the `eval --harness` tests run in CI (the harness extra).
-            "lm-eval>=0.4.13",
+            "lm-eval[api]>=0.4.13",
             # The official client, to check that `orca-jax serve` speaks the OpenAI API.
             "openai",
             # Execute the notebooks headless in tests.
