@@ -84,19 +84,20 @@ def claims(distill: bool) -> tuple[tuple[str, str, str, str, str], ...]:
     return CLAIMS + ((DISTILL_CLAIM,) if distill else ())
 
 
-def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print,
-             distill: bool = False) -> dict[str, dict[str, dict[str, float]]]:
-    """All conditions for one seed in `out_dir`; condition -> split -> accuracies. The
-    large teacher trains before the student distilled from it.
+def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print, distill: bool = False) -> None:
+    """Trains and evaluates all conditions for one seed in `out_dir`. The large teacher
+    trains before the student distilled from it.
 
-    Resumable: each finished condition's accuracies go to `SEED_RESULTS` at once, and a
+    Resumable: each finished condition's accuracies go to `SEED_RESULTS` at once (`saved_seed`
+    reads them), and a
     rerun with the same configuration trains only the conditions missing there (the one
     that was training when a run stopped resumes from its last checkpoint)."""
-    done, seconds = finished_conditions(out_dir, cfg), condition_seconds(out_dir)
+    saved = saved_seed(out_dir, cfg)
+    done, seconds = saved["conditions"], saved["seconds"]
     todo = [c for c in conditions(distill) if c not in done]
     if not todo:
         log(f"[reproduce] seed {cfg.seed}: every condition already in {os.path.join(out_dir, SEED_RESULTS)}")
-        return {c: done[c] for c in conditions(distill)}
+        return
     traces = exp.trace_sets(cfg)
     # The same strong traces under a task whose prompts are not erased.
     traces["strong_orca2_kept"] = traces["strong_orca2"]
@@ -122,17 +123,18 @@ def run_seed(out_dir: str, cfg: exp.ExperimentConfig, log=print,
         seconds[condition] = round(time.perf_counter() - start, 1)
         _write_json(os.path.join(out_dir, SEED_RESULTS), {"config": _as_json(cfg), "conditions": done,
                                                          "seconds": seconds})
-    return {c: done[c] for c in conditions(distill)}
 
 
-def finished_conditions(seed_dir: str, cfg: exp.ExperimentConfig) -> dict[str, dict]:
-    """Condition -> split -> accuracies that an earlier run of this configuration finished
-    in `seed_dir` ({} when none); an earlier run of another configuration is an error."""
+def saved_seed(seed_dir: str, cfg: exp.ExperimentConfig) -> dict:
+    """What earlier runs of this configuration finished in `seed_dir`, as `SEED_RESULTS` holds
+    it: `conditions` (condition -> split -> accuracies) and `seconds` (condition -> seconds
+    its training and evaluation took); both empty when nothing is there. Results of another
+    configuration are an error."""
     from orca_jax.errors import UserError
 
     path = os.path.join(seed_dir, SEED_RESULTS)
     if not os.path.isfile(path):
-        return {}
+        return {"conditions": {}, "seconds": {}}
     with open(path, encoding="utf-8") as f:
         saved = json.load(f)
     expected = _as_json(cfg)
@@ -140,16 +142,7 @@ def finished_conditions(seed_dir: str, cfg: exp.ExperimentConfig) -> dict[str, d
     if differing:
         raise UserError(f"{path}: written by a run with another configuration (differs in "
                         f"{', '.join(differing)}); use another --out, or delete {seed_dir} to rerun that seed")
-    return saved["conditions"]
-
-
-def condition_seconds(seed_dir: str) -> dict[str, float]:
-    """Condition -> seconds its training and evaluation took, as SEED_RESULTS records them."""
-    path = os.path.join(seed_dir, SEED_RESULTS)
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)["seconds"]
+    return saved
 
 
 def _as_json(cfg: exp.ExperimentConfig) -> dict:
@@ -183,15 +176,15 @@ def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 5, distill: bo
     if outside:
         raise UserError(f"--only_seeds {outside}: the reproduction's seeds are 0..{seeds - 1} (--seeds {seeds})")
     base, start = SUITES[suite], time.perf_counter()
-    per_seed, missing = {}, []
+    per_seed, seconds, missing = {}, {}, []
     for seed in range(seeds):
         cfg, seed_dir = dataclasses.replace(base, seed=seed), os.path.join(out_dir, f"seed_{seed}")
         if only_seeds is None or seed in only_seeds:
-            per_seed[seed] = run_seed(seed_dir, cfg, log, distill)
-            continue
-        done = finished_conditions(seed_dir, cfg)
-        if all(c in done for c in conditions(distill)):
-            per_seed[seed] = {c: done[c] for c in conditions(distill)}
+            run_seed(seed_dir, cfg, log, distill)
+        saved = saved_seed(seed_dir, cfg)
+        if all(c in saved["conditions"] for c in conditions(distill)):
+            per_seed[seed] = {c: saved["conditions"][c] for c in conditions(distill)}
+            seconds[seed] = saved["seconds"]
         else:
             missing.append(seed)
     if missing:
@@ -206,7 +199,7 @@ def run_reproduce(out_dir: str, suite: str = "mini", seeds: int = 5, distill: bo
     results = {"suite": suite, "seeds": seeds, "distill": distill, "config": dataclasses.asdict(base),
                "machine": exp.machine(), "seconds": round(time.perf_counter() - start, 1),
                # training and evaluation per condition, in whichever invocation ran it
-               "condition_seconds": {s: condition_seconds(os.path.join(out_dir, f"seed_{s}")) for s in per_seed},
+               "condition_seconds": seconds,
                "per_seed": per_seed,
                "summary": summary, "claims": verdicts}
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
